@@ -1,0 +1,1 @@
+"""The four cityhub services and the CLI that runs them."""

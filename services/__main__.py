@@ -1,0 +1,5 @@
+"""`python -m services` is the `cityhub` command."""
+
+from services.cli import main
+
+main()

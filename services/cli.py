@@ -1,0 +1,578 @@
+"""The `cityhub` command: run the hub, serve one service, migrate, manage areas and identity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.areas import Hierarchy, HierarchyError, generate_demo, load_geojson_file
+from shared.auth import resolve_jwt_secret
+from shared.db.areas import replace_hierarchy
+from shared.db.engine import create_engine, create_sessionmaker
+from shared.errors import ConfigError, HubError
+from shared.mqtt_broker import BROKER_HINT
+from shared.netutil import ensure_port_free
+from shared.runtime import ensure_hierarchy, ensure_schema
+from shared.settings import SERVICE_NAMES, ServiceName, Settings
+
+app = typer.Typer(help="cityhub: the city operations (一网统管) event hub.", no_args_is_help=True)
+areas_app = typer.Typer(help="The city / district / street hierarchy.", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in.", no_args_is_help=True)
+keys_app = typer.Typer(help="Integrators' API keys.", no_args_is_help=True)
+simulate_app = typer.Typer(help="Realistic load against a running hub.", no_args_is_help=True)
+app.add_typer(areas_app, name="areas")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="Tamper checks of the ticket timelines.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+sensors_app = typer.Typer(help="IoT sensors and their alarm rules.", no_args_is_help=True)
+mqtt_app = typer.Typer(help="The MQTT broker's logins and topic rights.", no_args_is_help=True)
+bench_app = typer.Typer(help="Performance figures (see docs/benchmarks.md).", no_args_is_help=True)
+app.add_typer(sensors_app, name="sensors")
+app.add_typer(mqtt_app, name="mqtt")
+app.add_typer(bench_app, name="bench")
+
+T = TypeVar("T")
+SHUTDOWN_GRACE_S = 15  # seconds in-flight requests get after SIGTERM
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning expected failures into one-line errors."""
+    try:
+        return asyncio.run(main())
+    except (HubError, HierarchyError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _preflight(settings: Settings, *, broker: bool, migrate: bool) -> None:
+    """Fail fast, in one line, on what would otherwise surface as a start-up traceback."""
+    ensure_port_free(settings.http_host, settings.http_port, "CITYHUB_HTTP_PORT")
+    if broker:
+        host, port = settings.mqtt_endpoint
+        ensure_port_free(host, port, "CITYHUB_MQTT_PORT", hint=BROKER_HINT)
+    resolve_jwt_secret(settings)
+    if not migrate:
+
+        async def check_schema() -> None:
+            engine = create_engine(settings)
+            try:
+                await ensure_schema(engine, migrate=False)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(check_schema())
+
+
+def _serve(
+    api: FastAPI,
+    settings: Settings,
+    banner: Callable[[str], None],
+    simulator_key: str | None = None,
+) -> None:
+    config = uvicorn.Config(
+        api,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ws_per_message_deflate=False,  # compression costs ~40 % of websocket fan-out
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(server.serve())
+        # uvicorn offers no start-up event to wait on
+        while not server.started and not task.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        if server.started:
+            banner(url)
+        demo = None
+        if server.started and simulator_key:
+            from simulators.demo import run_demo
+
+            demo = asyncio.create_task(run_demo(url, simulator_key))
+        await task
+        if demo is not None:
+            demo.cancel()
+            await asyncio.gather(demo, return_exceptions=True)
+
+    asyncio.run(main())
+    if not server.started:
+        raise typer.Exit(2)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+@app.command()
+def run(
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="feed the hub with simulated hotline and grid load")
+    ] = False,
+) -> None:
+    """Run all four services in one process (embedded mode unless backends are configured)."""
+    from services.hub import create_hub_app
+
+    settings = _settings()
+
+    def banner(url: str) -> None:
+        host, port = settings.mqtt_endpoint
+        typer.secho(f"cityhub is running: open {url}/", fg=typer.colors.GREEN, bold=True)
+        typer.echo(f"  API docs {url}/docs · health {url}/healthz · MQTT {host}:{port}")
+        if simulate:
+            typer.echo("  simulators: hotline (Open311) and grid reports are feeding the hub")
+
+    try:
+        _preflight(settings, broker=settings.mqtt_url is None, migrate=True)
+        sim_key = _run(lambda: _with_session(settings, _simulator_key)) if simulate else None
+        _serve(create_hub_app(settings), settings, banner, simulator_key=sim_key)
+    except HubError as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _simulator_key(session: AsyncSession, _h: Hierarchy) -> str:
+    from services.gateway.identity import replace_api_key
+
+    return await replace_api_key(session, "simulator")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="ingest | dispatch | metrics | gateway")],
+) -> None:
+    """Run one service in production mode (PostgreSQL, Redis, external MQTT broker)."""
+    if service not in SERVICE_NAMES:
+        raise _fail(f"unknown service {service!r}: choose one of {', '.join(SERVICE_NAMES)}")
+    settings = _settings()
+    if not settings.database_url or not settings.redis_url:
+        raise _fail(
+            "`cityhub serve` runs one service in production mode: set CITYHUB_DATABASE_URL and "
+            "CITYHUB_REDIS_URL (or use `cityhub run` for the embedded all-in-one)"
+        )
+    name = service  # narrowed to ServiceName by the check above
+    factory = _service_factory(name)
+
+    def banner(url: str) -> None:
+        typer.secho(f"cityhub {name} is running at {url}", fg=typer.colors.GREEN)
+
+    try:
+        _preflight(settings, broker=False, migrate=False)
+        _serve(factory(settings), settings, banner)
+    except HubError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _service_factory(name: ServiceName) -> Callable[[Settings], FastAPI]:
+    if name == "ingest":
+        from services.ingest.app import create_app
+    elif name == "dispatch":
+        from services.dispatch.app import create_app
+    elif name == "metrics":
+        from services.metrics.app import create_app
+    else:
+        from services.gateway.app import create_app
+    return create_app
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    settings = _settings()
+
+    async def main() -> None:
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine, migrate=True)
+        finally:
+            await engine.dispose()
+
+    _run(main)
+    typer.echo("database schema is up to date")
+
+
+@areas_app.command("generate")
+def areas_generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="GeoJSON file to write")] = Path(
+        "chongqing-demo.geojson"
+    ),
+    seed: Annotated[int, typer.Option(help="same seed, same map")] = 20241,
+) -> None:
+    """Write the generated Chongqing demo hierarchy (1 + 41 + 1031) as GeoJSON."""
+    hierarchy = generate_demo(seed)
+    out.write_text(json.dumps(hierarchy.to_geojson(), ensure_ascii=False))
+    typer.echo(f"wrote {len(hierarchy)} areas to {out}")
+
+
+@areas_app.command("import")
+def areas_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Replace the stored hierarchy with a city's own GeoJSON (validated first)."""
+    settings = _settings()
+
+    async def main() -> int:
+        hierarchy = load_geojson_file(file)
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine, migrate=settings.embedded)
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await replace_hierarchy(session, hierarchy)
+        finally:
+            await engine.dispose()
+        return len(hierarchy)
+
+    count = _run(main)
+    typer.echo(f"imported {count} areas from {file}; restart running services to load them")
+
+
+async def _with_session(
+    settings: Settings, work: Callable[[AsyncSession, Hierarchy], Awaitable[T]]
+) -> T:
+    engine = create_engine(settings)
+    try:
+        await ensure_schema(engine, migrate=settings.embedded)
+        sessions = create_sessionmaker(engine)
+        hierarchy = await ensure_hierarchy(sessions)
+        async with sessions() as session, session.begin():
+            return await work(session, hierarchy)
+    finally:
+        await engine.dispose()
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[
+        str, typer.Option(help="admin | dispatcher | field_staff | manager | integrator")
+    ],
+    scope: Annotated[str, typer.Option(help="city | district:<centre_id> | street:<code>")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    department: Annotated[str | None, typer.Option(help="required for field_staff")] = None,
+) -> None:
+    """Add a user."""
+    from services.gateway.identity import create_user
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, hierarchy: Hierarchy) -> None:
+        await create_user(
+            session,
+            hierarchy,
+            username=username,
+            password=password,
+            role=role,
+            scope=scope,
+            department=department,
+        )
+
+    _run(lambda: _with_session(settings, work))
+    typer.echo(f"added user {username} ({role}, {scope})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    from services.gateway.identity import list_users
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, _h: Hierarchy) -> list[tuple[str, str, str, str]]:
+        users = await list_users(session)
+        return [(u.username, u.role, u.scope, u.department or "-") for u in users]
+
+    for row in _run(lambda: _with_session(settings, work)):
+        typer.echo("\t".join(row))
+
+
+@keys_app.command("add")
+def keys_add(name: str) -> None:
+    """Create an integrator API key and print it (shown only this once)."""
+    from services.gateway.identity import create_api_key
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, _h: Hierarchy) -> str:
+        return await create_api_key(session, name)
+
+    typer.echo(_run(lambda: _with_session(settings, work)))
+
+
+@sensors_app.command("import")
+def sensors_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Register or replace sensors from a CSV file (all rows checked before any is stored)."""
+    from datetime import UTC, datetime
+
+    from services.ingest.sensors.csv_import import import_sensors, parse_sensor_csv
+    from shared.catalogue.store import ensure_catalogue
+
+    settings = _settings()
+
+    async def main() -> tuple[int, int]:
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine, migrate=settings.embedded)
+            sessions = create_sessionmaker(engine)
+            catalogue = await ensure_catalogue(sessions)
+            now = datetime.now(UTC)
+            rows = parse_sensor_csv(file.read_text("utf-8"), catalogue, now)
+            async with sessions() as session, session.begin():
+                return await import_sensors(session, rows, now)
+        finally:
+            await engine.dispose()
+
+    created, updated = _run(main)
+    typer.echo(
+        f"imported {created + updated} sensors from {file} ({created} new, {updated} updated)"
+    )
+
+
+@mqtt_app.command("export-auth")
+def mqtt_export_auth(
+    passwords: Annotated[Path, typer.Option(help="Mosquitto password_file to write")] = Path(
+        "mosquitto.passwd"
+    ),
+    acl: Annotated[Path, typer.Option(help="Mosquitto acl_file to write")] = Path("mosquitto.acl"),
+) -> None:
+    """Write Mosquitto's password file (integrators' API keys) and ACL (own sensors' topics).
+
+    Ingest's own login comes from CITYHUB_MQTT_USERNAME / CITYHUB_MQTT_PASSWORD. Reload Mosquitto
+    afterwards (SIGHUP) so it reads them.
+    """
+    from services.ingest.mqtt_auth import mosquitto_auth
+
+    settings = _settings()
+    login = None
+    if settings.mqtt_username and settings.mqtt_password:
+        login = (settings.mqtt_username, settings.mqtt_password.get_secret_value())
+
+    async def main() -> Any:
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine, migrate=settings.embedded)
+            async with create_sessionmaker(engine)() as session:
+                return await mosquitto_auth(session, settings.mqtt_topic_root, login)
+        finally:
+            await engine.dispose()
+
+    auth = _run(main)
+    passwords.touch(mode=0o600)
+    passwords.write_text(auth.passwords)
+    acl.write_text(auth.acl)
+    typer.echo(
+        f"wrote {auth.users} logins to {passwords} and {auth.sensors} sensor topics to {acl}"
+    )
+    if login is None:
+        typer.secho(
+            "warning: no ingest login (set CITYHUB_MQTT_USERNAME and CITYHUB_MQTT_PASSWORD)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    if auth.skipped:
+        typer.secho(
+            f"warning: left out {len(auth.skipped)} key(s) made before MQTT intake or with names "
+            f"Mosquitto cannot hold: {', '.join(auth.skipped[:10])} (issue new keys for them)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check every ticket's hash-chained timeline; exit 1 naming each ticket whose chain broke."""
+    from services.dispatch.timeline import ChainBreak, verify_all
+
+    settings = _settings()
+
+    async def main() -> list[ChainBreak]:
+        engine = create_engine(settings)
+        try:
+            await ensure_schema(engine, migrate=settings.embedded)
+            async with create_sessionmaker(engine)() as session:
+                return list(await verify_all(session))
+        finally:
+            await engine.dispose()
+
+    breaks = _run(main)
+    for found in breaks:
+        typer.secho(
+            f"ticket {found.ticket_id}: entry {found.seq}: {found.reason}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    if breaks:
+        typer.secho(f"{len(breaks)} ticket timeline(s) fail verification", err=True)
+        raise typer.Exit(1)
+    typer.echo("every ticket timeline verifies")
+
+
+def _sim_target(url: str | None, key: str | None) -> tuple[str, str]:
+    settings = Settings()
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    if not key:
+        raise _fail("an integrator API key is needed: --key KEY (cityhub keys add NAME)")
+    return base, key
+
+
+UrlOption = Annotated[str | None, typer.Option(help="hub base URL (default: this host's)")]
+KeyOption = Annotated[str | None, typer.Option(envvar="CITYHUB_SIM_KEY", help="API key")]
+RateOption = Annotated[float, typer.Option(help="mean arrivals per second")]
+CountOption = Annotated[int | None, typer.Option(help="stop after this many")]
+DurationOption = Annotated[float | None, typer.Option(help="stop after this many seconds")]
+
+
+@simulate_app.command("hotline")
+def simulate_hotline(
+    url: UrlOption = None,
+    key: KeyOption = None,
+    rate: RateOption = 1.0,
+    count: CountOption = None,
+    duration: DurationOption = None,
+    flat: Annotated[bool, typer.Option(help="ignore the time-of-day profile")] = False,
+) -> None:
+    """12345 complaints through Open311, shaped by time of day, weighted by population."""
+    from simulators import hotline
+    from simulators.city import fetch_streets
+
+    base, api_key = _sim_target(url, key)
+
+    async def simulate() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            streets = await fetch_streets(client, {"X-API-Key": api_key})
+            await hotline.run(
+                client,
+                api_key,
+                streets,
+                rate_per_s=rate,
+                count=count,
+                duration_s=duration,
+                shaped=not flat,
+            )
+
+    asyncio.run(simulate())
+
+
+@simulate_app.command("grid")
+def simulate_grid(
+    url: UrlOption = None,
+    key: KeyOption = None,
+    rate: RateOption = 0.5,
+    count: CountOption = None,
+    duration: DurationOption = None,
+    workers: Annotated[int, typer.Option(help="grid workers on patrol")] = 200,
+) -> None:
+    """Grid workers' reports with photos from their phones."""
+    from simulators import grid
+    from simulators.city import fetch_streets
+
+    base, api_key = _sim_target(url, key)
+    headers = {"X-API-Key": api_key}
+
+    async def simulate() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            streets = await fetch_streets(client, headers)
+            await grid.run(
+                client,
+                headers,
+                streets,
+                rate_per_s=rate,
+                count=count,
+                duration_s=duration,
+                workers=workers,
+            )
+
+    asyncio.run(simulate())
+
+
+@simulate_app.command("sensors")
+def simulate_sensors(
+    url: UrlOption = None,
+    key: KeyOption = None,
+    sensors: Annotated[int, typer.Option(help="sensors in the fleet")] = 100,
+    rate: Annotated[float, typer.Option(help="readings per second, whole fleet")] = 10.0,
+    count: CountOption = None,
+    duration: DurationOption = None,
+    crossings: Annotated[
+        float, typer.Option(help="chance per reading that a threshold crossing starts")
+    ] = 0.01,
+    silent: Annotated[float, typer.Option(help="share of sensors that go silent")] = 0.02,
+    mqtt_url: Annotated[
+        str | None, typer.Option(help="broker (default: CITYHUB_MQTT_URL or the embedded one)")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="sensor ids are PREFIX0001, ...")] = "sim-",
+    register: Annotated[bool, typer.Option(help="register the fleet through the API first")] = True,
+    seed: Annotated[int, typer.Option(help="same seed, same fleet")] = 1,
+) -> None:
+    """A fleet of sensors publishing readings over MQTT: noise, drift, crossings, silences."""
+    from simulators import sensor_fleet
+
+    base, api_key = _sim_target(url, key)
+    settings = Settings()
+    host, port = settings.mqtt_endpoint
+    if mqtt_url:
+        host, port = Settings(mqtt_url=mqtt_url).mqtt_endpoint
+
+    async def simulate() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            fleet = sensor_fleet.Fleet.generate(sensors, prefix=prefix, rate_per_s=rate, seed=seed)
+            username = await sensor_fleet.register(client, api_key, fleet, put=register)
+        await sensor_fleet.run(
+            fleet,
+            host=host,
+            port=port,
+            username=username,
+            password=api_key,
+            root=settings.mqtt_topic_root,
+            rate_per_s=rate,
+            count=count,
+            duration_s=duration,
+            crossing_chance=crossings,
+            silent_share=silent,
+            seed=seed,
+        )
+
+    asyncio.run(simulate())
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    sensors: Annotated[int, typer.Option(help="registered sensors")] = 100_000,
+    messages: Annotated[int, typer.Option(help="readings per run")] = 60_000,
+    repeat: Annotated[int, typer.Option(help="runs (the median is reported)")] = 3,
+) -> None:
+    """Sensor readings over MQTT through ingest next to a bare paho loop (real Mosquitto)."""
+    from simulators import bench_ingest_mqtt
+
+    bench_ingest_mqtt.main(
+        ["--sensors", str(sensors), "--messages", str(messages), "--repeat", str(repeat)]
+    )
+
+
+def main() -> None:
+    """Entry point of the `cityhub` console script."""
+    try:
+        app()
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)

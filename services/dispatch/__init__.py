@@ -1,0 +1,1 @@
+"""Dispatch: tickets from events, ownership, lifecycle and timers."""

@@ -1,0 +1,101 @@
+"""Bus handlers of dispatch: every ingested event opens (or joins) a ticket, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from services.dispatch import store
+from services.dispatch.tickets import open_ticket, open_tickets
+from shared.bus import Consumer, Delivery, PoisonMessageError
+from shared.bus.consumer import ConsumerConfig
+from shared.events import ingested_message
+from shared.messages import EVENTS_INGESTED, EventIngestedV1, decode
+from shared.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+GROUP = "dispatch"
+# How often to sweep, how old an unlinked event must be, and when a dead replica's deliveries
+# are taken over: Settings.dispatch (CITYHUB_DISPATCH__SWEEP_EVERY_S, _SWEEP_GRACE_S,
+# _CLAIM_IDLE_S), 30 s each by default.
+SWEEP_BATCH = 500
+READ_BATCH = 500  # events read (and turned into tickets in one transaction) at a time
+
+
+def consumer_name() -> str:
+    """A name unique to this process, so a restarted replica never inherits a dead one's state."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _event(delivery: Delivery) -> EventIngestedV1:
+    try:
+        msg = decode(delivery.data)
+    except ValidationError as exc:
+        raise PoisonMessageError(f"undecodable message: {exc.errors()[:1]}") from exc
+    if not isinstance(msg, EventIngestedV1):
+        raise PoisonMessageError(f"unexpected message kind {msg.kind!r} on {EVENTS_INGESTED}")
+    return msg
+
+
+async def handle_event_ingested(runtime: Runtime, delivery: Delivery) -> None:
+    """Decode an `events.ingested` delivery and open (or join) its ticket."""
+    await open_ticket(runtime, _event(delivery))
+
+
+async def handle_event_batch(runtime: Runtime, deliveries: list[Delivery]) -> None:
+    """Open or join the tickets of a whole read in one transaction."""
+    await open_tickets(runtime, [_event(d) for d in deliveries])
+
+
+async def run_event_consumer(runtime: Runtime) -> None:
+    """Consume `events.ingested` as a member of the dispatch group."""
+
+    async def handler(delivery: Delivery) -> None:
+        await handle_event_ingested(runtime, delivery)
+
+    async def batch_handler(deliveries: list[Delivery]) -> None:
+        await handle_event_batch(runtime, deliveries)
+
+    idle_ms = round(runtime.settings.dispatch.claim_idle_s * 1000)
+    config = ConsumerConfig(batch=READ_BATCH, claim_idle_ms=idle_ms)
+    consumer = Consumer(
+        runtime.bus, EVENTS_INGESTED, GROUP, consumer_name(), handler, config, batch_handler
+    )
+    await consumer.run()
+
+
+async def sweep_once(runtime: Runtime, now: datetime | None = None) -> int:
+    """Open tickets for events whose message was lost (bus restarted empty); returns how many."""
+    grace = timedelta(seconds=runtime.settings.dispatch.sweep_grace_s)
+    cutoff = (now or datetime.now(UTC)) - grace
+    async with runtime.sessions() as session:
+        events = await store.unticketed_events(session, cutoff, SWEEP_BATCH)
+    messages = [ingested_message(event) for event in events]
+    try:
+        await open_tickets(runtime, messages)
+    except Exception:
+        logger.warning("sweep batch failed; opening tickets one by one", exc_info=True)
+        for msg in messages:
+            await open_ticket(runtime, msg)
+    if events:
+        logger.warning("sweep opened tickets for %d events whose message was lost", len(events))
+    return len(events)
+
+
+async def run_sweeper(runtime: Runtime) -> None:
+    """Sweep at start (after downtime) and then periodically."""
+    while True:
+        try:
+            await sweep_once(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("event sweep failed; will retry")
+        await asyncio.sleep(runtime.settings.dispatch.sweep_every_s)

@@ -1,0 +1,1 @@
+"""Gateway: the single public entry (auth, areas, REST routing, websockets, pages)."""

@@ -1,0 +1,51 @@
+"""The gateway as a component and as a stand-alone app."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from services.gateway import areas_api, auth_api, categories_api, pages, proxy
+from shared.runtime import Runtime
+from shared.service import Component, build_app
+from shared.settings import Settings
+
+
+def component(*, forward: bool) -> Component:
+    """Auth and areas; with `forward`, also the routes of the other services' processes."""
+    if not forward:
+        return Component(
+            "gateway",
+            routers=[auth_api.router, areas_api.router, categories_api.router, pages.router],
+        )
+
+    async def upstreams_ok(runtime: Runtime) -> bool:
+        client: httpx.AsyncClient = runtime.extras[proxy.CLIENT_KEY]
+        for service in ("ingest", "dispatch", "metrics"):
+            try:
+                reply = await client.get(runtime.settings.service_url(service) + "/healthz")
+            except httpx.HTTPError:
+                return False
+            if reply.status_code != 200:
+                return False
+        return True
+
+    return Component(
+        "gateway",
+        routers=[
+            auth_api.router,
+            areas_api.router,
+            categories_api.router,
+            pages.router,
+            proxy.router,
+        ],
+        checks={"upstreams": upstreams_ok},
+        resources={proxy.CLIENT_KEY: proxy.proxy_client},
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The gateway alone (production mode), forwarding to the other services."""
+    return build_app(
+        settings or Settings(), [component(forward=True)], migrate=False, title="cityhub gateway"
+    )

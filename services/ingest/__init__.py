@@ -1,0 +1,1 @@
+"""Ingest: HTTP intake, normalisation, geotagging, idempotency, publishing to the bus."""

@@ -1,0 +1,414 @@
+"""Open311 GeoReport v2 server under /open311/v2: discovery, services, requests (JSON and XML).
+
+Reads are public (the city's view of its service requests, without who reported them); POST
+requests needs an integrator API key. Every failure under /open311, FastAPI's own validation
+errors included, is answered in the spec's error format, in the format the path asks for.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from services.ingest import open311_format as fmt
+from services.ingest import store
+from services.ingest.intake import accept
+from services.ingest.logic import check_attributes
+from services.ingest.open311_format import Format, Open311Error
+from services.ingest.schemas import EventCreate
+from shared.catalogue import Category
+from shared.errors import HubError
+from shared.runtime import Runtime
+from shared.web import RuntimeDep, SessionDep, principal_for_api_key
+
+CONTACT = "12345 市民服务热线 / 12345 city service hotline"
+KEY_SERVICE = "API keys are issued by the hub's administrators (`cityhub keys add NAME`)."
+SUBMITTER_ROLES = frozenset({"integrator", "admin", "dispatcher", "field_staff"})
+IDEMPOTENCY_FIELD = "external_id"  # the one client-side id we honour; see decision 0006
+MAX_EXTERNAL_ID = 100  # characters, leaving room for the key name in source_ref (200)
+# The fields of EventCreate as an Open311 client names them, for error messages.
+_FIELD_NAMES = {
+    "attachments": "media_url",
+    "address": "address_string",
+    "source_ref": IDEMPOTENCY_FIELD,
+    "reporter": "contact details",
+}
+
+
+def _error_response(code: int, descriptions: tuple[str, ...], path: str) -> Response:
+    return _respond("errors", fmt.errors(code, *descriptions), fmt.format_of_path(path), code)
+
+
+def _respond(document: fmt.Document, body: Any, form: Format, status_code: int = 200) -> Response:
+    return Response(
+        fmt.render(document, body, form),
+        status_code=status_code,
+        media_type=fmt.CONTENT_TYPES[form],
+    )
+
+
+def _open311_status(status_code: int) -> int | None:
+    """The spec's status for one of ours: 403 for authentication, 404, else 400 (None: a 5xx)."""
+    if status_code in (401, 403):
+        return 403
+    if status_code == 404:
+        return 404
+    if status_code < 500:
+        return 400
+    return None
+
+
+def _validation_messages(errors: Any) -> tuple[str, ...]:
+    """One line per pydantic/FastAPI error, naming the field as the client sent it."""
+    lines = []
+    for error in errors:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        if loc:
+            loc[0] = _FIELD_NAMES.get(loc[0], loc[0])
+        where = ".".join(loc)
+        lines.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+    return tuple(lines) or ("invalid request",)
+
+
+class Open311Route(APIRoute):
+    """A route whose failures are rendered as the spec's error array, never as {"detail": …}."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            path = request.url.path
+            try:
+                return await handler(request)
+            except Open311Error as exc:
+                return _error_response(exc.code, exc.descriptions, path)
+            except RequestValidationError as exc:
+                return _error_response(400, _validation_messages(exc.errors()), path)
+            except HubError as exc:
+                code = _open311_status(exc.status_code)
+                if code is None:
+                    raise
+                return _error_response(code, (exc.message,), path)
+            except StarletteHTTPException as exc:
+                code = _open311_status(exc.status_code)
+                if code is None:
+                    raise
+                return _error_response(code, (str(exc.detail),), path)
+
+        return guarded
+
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+router = APIRouter(
+    prefix="/open311",
+    tags=["open311"],
+    route_class=Open311Route,
+    responses={
+        code: {
+            "description": f"Open311 error array (`<errors><error>` in XML): {meaning}",
+            "content": {"application/json": {"schema": _ERROR_SCHEMA}, "text/xml": {}},
+        }
+        for code, meaning in ((400, "bad request"), (403, "bad api_key"), (404, "not found"))
+    },
+)
+
+
+async def suffix_format(request: Request) -> Format:
+    """The format the path's `.json` / `.xml` suffix asks for (JSON without one)."""
+    suffix: str | None = request.path_params.get("fmt")
+    return fmt.parse_format(suffix)
+
+
+FormatDep = Annotated[Format, Depends(suffix_format)]
+# `{fmt}` is read by `suffix_format`, so FastAPI does not know it: document it here.
+_FMT_PARAM: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "fmt",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "enum": ["json", "xml"]},
+        }
+    ]
+}
+
+
+def _category(runtime: Runtime, code: str) -> Category:
+    category = runtime.catalogue.get(code)
+    if category is None or not fmt.is_service(category):
+        raise Open311Error(404, f"service_code {code!r} not found")
+    return category
+
+
+# ---- discovery and services ------------------------------------------------------------------
+
+
+@router.get("/v2/discovery", include_in_schema=False)
+@router.get("/v2/discovery.{fmt}", openapi_extra=_FMT_PARAM)
+async def discovery(request: Request, form: FormatDep, session: SessionDep) -> Response:
+    """Service discovery: this endpoint, its formats and when the service list last changed."""
+    changeset = await store.catalogue_changed_at(session) or datetime(2026, 1, 1, tzinfo=UTC)
+    return _respond(
+        "discovery", fmt.discovery(changeset, _endpoint_url(request), CONTACT, KEY_SERVICE), form
+    )
+
+
+def _endpoint_url(request: Request) -> str:
+    """This endpoint's base URL as the client reached it (behind a proxy: its forwarded host)."""
+    base = request.base_url
+    host = request.headers.get("x-forwarded-host")
+    proto = request.headers.get("x-forwarded-proto")
+    if host:
+        base = base.replace(netloc=host.split(",")[0].strip())
+    if proto:
+        base = base.replace(scheme=proto.split(",")[0].strip())
+    return str(base).rstrip("/") + "/open311/v2"
+
+
+@router.get("/v2/services", include_in_schema=False)
+@router.get("/v2/services.{fmt}", openapi_extra=_FMT_PARAM)
+async def list_services(
+    form: FormatDep,
+    runtime: RuntimeDep,
+    jurisdiction_id: str | None = None,
+    lang: str | None = None,
+) -> Response:
+    """Every category citizens may report (sensor alarms excepted) as an Open311 service."""
+    return _respond("services", fmt.services(runtime.catalogue, fmt.parse_lang(lang)), form)
+
+
+@router.get("/v2/services/{resource}")
+async def get_service_definition(
+    resource: str, runtime: RuntimeDep, jurisdiction_id: str | None = None
+) -> Response:
+    """A service definition (`CODE.json` / `CODE.xml`): the category's extra questions."""
+    code, form = fmt.split_resource(resource)
+    category = _category(runtime, code)
+    return _respond("service_definition", fmt.service_definition(category), form)
+
+
+# ---- requests --------------------------------------------------------------------------------
+
+
+@router.post("/v2/requests", include_in_schema=False)
+@router.post(
+    "/v2/requests.{fmt}",
+    status_code=201,
+    openapi_extra={
+        **_FMT_PARAM,
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["api_key", "service_code"],
+                        "properties": {
+                            name: {"type": "string"}
+                            for name in (
+                                "api_key",
+                                "service_code",
+                                "lat",
+                                "long",
+                                "address_string",
+                                "address_id",
+                                "description",
+                                "media_url",
+                                "email",
+                                "device_id",
+                                "account_id",
+                                "first_name",
+                                "last_name",
+                                "phone",
+                                IDEMPOTENCY_FIELD,
+                                "attribute[CODE]",
+                            )
+                        },
+                    }
+                }
+            },
+        },
+    },
+)
+async def create_request(
+    request: Request,
+    form: FormatDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+) -> Response:
+    """Submit a service request (form-encoded or multipart); 201, or 200 for a repeated
+    `external_id` with the original request."""
+    # Every check comes before `accept` writes anything: the route class turns errors into
+    # responses, so the request's session would commit whatever had been written before one.
+    received = (await request.form()).multi_items()
+    text = [(k, v) for k, v in received if isinstance(v, str)]  # uploaded files are ignored
+
+    def first(name: str) -> str | None:
+        return next((fmt.blank(v) for k, v in text if k == name and fmt.blank(v)), None)
+
+    key = first("api_key") or fmt.blank(request.query_params.get("api_key")) or fmt.blank(x_api_key)
+    if key is None:
+        raise Open311Error(403, "api_key was not provided")
+    try:
+        principal = await principal_for_api_key(runtime, key)
+    except HubError:
+        raise Open311Error(403, "api_key is invalid") from None
+    if principal.role not in SUBMITTER_ROLES:
+        raise Open311Error(403, f"api_key of role {principal.role!r} may not submit requests")
+
+    code = first("service_code")
+    if code is None:
+        raise Open311Error(400, "service_code was not provided")
+    category = _category(runtime, code)
+    place = fmt.parse_place(
+        first("lat"), first("long"), first("address_string"), first("address_id")
+    )
+    description = first("description") or ""
+    if len(description) > fmt.MAX_DESCRIPTION:
+        raise Open311Error(400, f"description is longer than {fmt.MAX_DESCRIPTION} characters")
+    attributes = fmt.shape_attributes(category, fmt.collect_attributes(text))
+    try:
+        check_attributes(category, attributes)
+    except HubError as exc:
+        raise Open311Error(400, exc.message) from None
+    external_id = first(IDEMPOTENCY_FIELD)
+    if external_id is not None and len(external_id) > MAX_EXTERNAL_ID:
+        raise Open311Error(400, f"{IDEMPOTENCY_FIELD} is longer than {MAX_EXTERNAL_ID} characters")
+
+    contact = {
+        "name": fmt.reporter_name(first("first_name"), first("last_name")),
+        "phone": first("phone"),
+        "account": "; ".join(v for v in (first("account_id"), first("email")) if v) or None,
+    }
+    try:
+        payload = EventCreate.model_validate(
+            {
+                "source": "hotline",
+                "source_ref": f"open311:{principal.subject}:{external_id}" if external_id else None,
+                "category": category.code,
+                "description": description,
+                "location": {"lon": place.lon, "lat": place.lat} if place.lat is not None else None,
+                "address": place.address,
+                "reporter": contact if any(contact.values()) else None,
+                "attributes": attributes,
+                "attachments": [v for k, v in text if k == "media_url" and fmt.blank(v)],
+            }
+        )
+    except ValidationError as exc:
+        raise Open311Error(400, *_validation_messages(exc.errors())) from None
+
+    event, created = await accept(session, runtime, payload, principal.subject)
+    lang = fmt.parse_lang(first("lang"))
+    return _respond(
+        "service_requests",
+        fmt.receipt(event, runtime.catalogue.get(event.category), lang),
+        form,
+        201 if created else 200,
+    )
+
+
+@router.get("/v2/requests", include_in_schema=False)
+@router.get("/v2/requests.{fmt}", openapi_extra=_FMT_PARAM)
+async def list_requests(
+    form: FormatDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    service_request_id: str | None = None,
+    service_code: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    status: str | None = None,
+    page: str | None = None,
+    page_size: str | None = None,
+    lang: str | None = None,
+    jurisdiction_id: str | None = None,
+) -> Response:
+    """Service requests, newest first: by ids (comma list; then nothing else applies), or by
+    service_code, status and requested time (default: the last 90 days), 1000 at most a page."""
+    language = fmt.parse_lang(lang)
+    if fmt.blank(service_request_id) is not None:
+        wanted = fmt.parse_csv(service_request_id)
+        if len(wanted) > fmt.MAX_RESULTS:
+            raise Open311Error(400, f"at most {fmt.MAX_RESULTS} service_request_id at once")
+        ids = [i for i in (_uuid(t) for t in wanted) if i is not None]
+        rows = await store.events_with_tickets(session, ids=ids, limit=fmt.MAX_RESULTS)
+    else:
+        size = fmt.parse_positive_int(page_size, "page_size", fmt.MAX_RESULTS, fmt.MAX_RESULTS)
+        number = fmt.parse_positive_int(page, "page", 1, 1_000_000)
+        closed = fmt.parse_status(status)
+        start = fmt.parse_datetime(start_date, "start_date")
+        end = fmt.parse_datetime(end_date, "end_date")
+        since, until = fmt.date_window(start, end, datetime.now(UTC))
+        rows = await store.events_with_tickets(
+            session,
+            categories=fmt.parse_csv(service_code),
+            reported_from=since,
+            reported_to=until,
+            closed=closed,
+            closed_statuses=fmt.CLOSED_TICKET_STATUSES,
+            offset=(number - 1) * size,
+            limit=size,
+        )
+    body = [
+        fmt.service_request(event, ticket, runtime.catalogue.get(event.category), language)
+        for event, ticket in rows
+    ]
+    return _respond("service_requests", body, form)
+
+
+@router.get("/v2/requests/{resource}")
+async def get_request(
+    resource: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    lang: str | None = None,
+    jurisdiction_id: str | None = None,
+) -> Response:
+    """One service request (`ID.json` / `ID.xml`) as a one-element array; 404 when unknown."""
+    text, form = fmt.split_resource(resource)
+    request_id = _uuid(text)
+    rows = await store.events_with_tickets(session, ids=[request_id]) if request_id else []
+    if not rows:
+        raise Open311Error(404, f"service_request_id {text!r} not found")
+    event, ticket = rows[0]
+    category = runtime.catalogue.get(event.category)
+    body = [fmt.service_request(event, ticket, category, fmt.parse_lang(lang))]
+    return _respond("service_requests", body, form)
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+@router.api_route(
+    "/{rest:path}",
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    include_in_schema=False,
+)
+async def not_found(request: Request, rest: str) -> Response:
+    """Anything else under /open311: 405 for a known path, 404 otherwise, in the spec's format."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or route.endpoint is not_found:
+            continue
+        if route.matches(request.scope)[0] == Match.PARTIAL:
+            raise Open311Error(405, f"{request.method} is not allowed here")
+    raise Open311Error(404, f"{request.url.path} not found: see /open311/v2/discovery.json")

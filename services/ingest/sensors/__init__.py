@@ -1,0 +1,1 @@
+"""Sensors: the registry, threshold rules, and the MQTT intake's evaluation of readings."""

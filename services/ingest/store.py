@@ -1,0 +1,90 @@
+"""Every SQL query of the ingest service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import CategoryRow, Event, Ticket, TicketEvent
+from shared.messages import Message
+from shared.outbox import add_to_outbox
+
+
+async def find_by_source_ref(session: AsyncSession, source: str, source_ref: str) -> Event | None:
+    """The event a sender already submitted under this reference."""
+    return await session.scalar(
+        select(Event).where(Event.source == source, Event.source_ref == source_ref)
+    )
+
+
+async def insert_event(session: AsyncSession, event: Event, message: Message) -> Event:
+    """Store a new event with its bus message; a concurrent duplicate returns the original."""
+    try:
+        async with session.begin_nested():  # a savepoint, so a duplicate leaves the request usable
+            session.add(event)
+            add_to_outbox(session, message)
+    except IntegrityError:
+        if event.source_ref is None:
+            raise
+        original = await find_by_source_ref(session, event.source, event.source_ref)
+        if original is None:
+            raise
+        return original
+    return event
+
+
+async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
+    """An event by id."""
+    return await session.get(Event, event_id)
+
+
+async def ticket_of(session: AsyncSession, event_id: uuid.UUID) -> uuid.UUID | None:
+    """The ticket an event opened or joined, if dispatch has handled it yet."""
+    return await session.scalar(
+        select(TicketEvent.ticket_id).where(TicketEvent.event_id == event_id)
+    )
+
+
+async def events_with_tickets(
+    session: AsyncSession,
+    *,
+    ids: Collection[uuid.UUID] | None = None,
+    categories: Collection[str] = (),
+    reported_from: datetime | None = None,
+    reported_to: datetime | None = None,
+    closed: bool | None = None,
+    closed_statuses: Collection[str] = (),
+    offset: int = 0,
+    limit: int = 1000,
+) -> Sequence[tuple[Event, Ticket | None]]:
+    """Events, newest first, each with its ticket if any; `closed` filters on the ticket status
+    being one of `closed_statuses` (True), not being one or no ticket yet (False), or not (None)."""
+    query = (
+        select(Event, Ticket)
+        .outerjoin(TicketEvent, TicketEvent.event_id == Event.id)
+        .outerjoin(Ticket, Ticket.id == TicketEvent.ticket_id)
+    )
+    if ids is not None:
+        query = query.where(Event.id.in_(ids))
+    if categories:
+        query = query.where(Event.category.in_(categories))
+    if reported_from is not None:
+        query = query.where(Event.reported_at >= reported_from)
+    if reported_to is not None:
+        query = query.where(Event.reported_at <= reported_to)
+    if closed is True:
+        query = query.where(Ticket.status.in_(closed_statuses))
+    elif closed is False:
+        query = query.where(or_(Ticket.id.is_(None), Ticket.status.not_in(closed_statuses)))
+    query = query.order_by(Event.reported_at.desc(), Event.id).offset(offset).limit(limit)
+    return [(event, ticket) for event, ticket in await session.execute(query)]
+
+
+async def catalogue_changed_at(session: AsyncSession) -> datetime | None:
+    """When a category was last added or edited."""
+    return await session.scalar(select(func.max(CategoryRow.updated_at)))

@@ -1,0 +1,1 @@
+"""Metrics: KPIs per centre and window."""

@@ -1,0 +1,1 @@
+"""The project's common library: what several services use."""

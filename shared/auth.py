@@ -1,0 +1,139 @@
+"""Auth primitives: roles, scopes, password and API-key hashing, JWTs (no web or database here)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal, get_args
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from shared.errors import ConfigError, HubError
+from shared.settings import PLACEHOLDER_SECRETS, Settings
+
+Role = Literal["admin", "dispatcher", "field_staff", "manager", "integrator"]
+ROLES: tuple[Role, ...] = get_args(Role)
+ScopeLevel = Literal["city", "district", "street"]
+JWT_ALGORITHM = "HS256"
+API_KEY_PREFIX = "chk_"  # makes leaked keys easy to recognise in logs and secret scanners
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Where a user may see and act: the whole city, one district centre or one street."""
+
+    level: ScopeLevel
+    code: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """Parse `city`, `district:<centre_id>` or `street:<code>`."""
+        if text == "city":
+            return cls("city")
+        level, _, code = text.partition(":")
+        if level in ("district", "street") and code:
+            return cls(level, code)  # type: ignore[arg-type]  # narrowed by the check above
+        raise HubError(f"invalid scope {text!r}: use city, district:<code> or street:<code>", 422)
+
+    def __str__(self) -> str:
+        return self.level if self.code is None else f"{self.level}:{self.code}"
+
+    def covers(self, district: str | None, street: str | None) -> bool:
+        """True when a thing located in (district, street) lies inside this scope."""
+        if self.level == "city":
+            return True
+        if self.level == "district":
+            return district == self.code
+        return street == self.code
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a signed-in user or an integrator's API key."""
+
+    subject: str  # username or key name
+    role: Role
+    scope: Scope
+    department: str | None = None
+    via: Literal["token", "api_key"] = "token"
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """True when `password` matches the stored argon2 hash."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def new_api_key() -> str:
+    """A fresh random API key (shown once, stored only as its hash)."""
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of a key: keys carry 256 random bits, so a slow hash adds nothing but latency."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
+    """A signed short-lived JWT for a user."""
+    issued = now or datetime.now(UTC)
+    claims = {
+        "sub": principal.subject,
+        "role": principal.role,
+        "scope": str(principal.scope),
+        "dept": principal.department,
+        "iat": issued,
+        "exp": issued + timedelta(seconds=ttl_s),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def read_token(token: str, secret: str) -> Principal:
+    """Verify a JWT and return its principal; raises a 401 `HubError` when invalid or expired."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["exp"]})
+        role = claims["role"]
+        if role not in ROLES:
+            raise HubError("invalid token role", 401)
+        return Principal(claims["sub"], role, Scope.parse(claims["scope"]), claims.get("dept"))
+    except (jwt.PyJWTError, KeyError) as exc:
+        raise HubError(f"invalid or expired token: {exc}", 401) from exc
+
+
+def resolve_jwt_secret(settings: Settings) -> str:
+    """The signing secret: configured (required outside embedded mode) or kept in the data dir."""
+    if settings.jwt_secret is not None:
+        secret = settings.jwt_secret.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+            raise ConfigError(
+                "CITYHUB_JWT_SECRET is a placeholder or shorter than 16 characters: "
+                "set a long random value (e.g. `openssl rand -hex 32`)"
+            )
+        return secret
+    if not settings.embedded:
+        raise ConfigError(
+            "CITYHUB_JWT_SECRET is not set: production mode needs a signing secret "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    path: Path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip()

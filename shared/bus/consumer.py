@@ -1,0 +1,143 @@
+"""The one delivery loop every bus consumer runs, whatever the backend.
+
+A message is acknowledged only after its handler returned; a handler that raises leaves it pending,
+so it comes back (to this or another consumer) once idle for `claim_idle_ms`. After `max_attempts`
+deliveries, or at once for a `PoisonMessageError`, it goes to the dead-letter stream. One bad
+message never stops the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from shared.bus.base import Bus, Delivery, PoisonMessageError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Delivery], Awaitable[None]]
+# Handles a whole read in one go (e.g. one transaction); if it raises, each delivery is retried
+# alone through the per-message handler, so one bad message cannot hold the others back.
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """Timing and batching of a consumer loop."""
+
+    batch: int = 100  # messages per read
+    block_ms: int = 1_000  # how long a read waits for new messages
+    claim_idle_ms: int = 30_000  # a pending message idle this long is taken over
+    claim_every_s: float = 5.0  # how often to look for such messages
+    max_attempts: int = 5  # deliveries before a failing message is dead-lettered
+    retry_backoff_s: float = 1.0  # pause after the backend itself failed
+
+
+class Consumer:
+    """Runs `handler` over a stream as one member of a consumer group."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        group: str,
+        name: str,
+        handler: Handler,
+        config: ConsumerConfig | None = None,
+        batch_handler: BatchHandler | None = None,
+    ) -> None:
+        self.bus, self.stream, self.group, self.name = bus, stream, group, name
+        self.handler = handler
+        self.batch_handler = batch_handler
+        self.config = config or ConsumerConfig()
+        self._next_claim = 0.0
+        self.handled = 0
+        self.failed = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        """Consume until cancelled; backend failures are logged and retried."""
+        await self.bus.create_group(self.stream, self.group)
+        while True:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py 8 can swallow a cancellation that lands while it connects (it then
+                # fails the command instead); without this the loop would never stop.
+                raise asyncio.CancelledError
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("consumer %s/%s: bus failure, retrying", self.group, self.name)
+                await asyncio.sleep(self.config.retry_backoff_s)
+
+    async def poll(self) -> int:
+        """One pass: claim stale messages when due, read new ones, handle them; returns count."""
+        cfg = self.config
+        deliveries: list[Delivery] = []
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + cfg.claim_every_s
+            deliveries = await self.bus.claim_stale(
+                self.stream, self.group, self.name, min_idle_ms=cfg.claim_idle_ms, count=cfg.batch
+            )
+        if not deliveries:
+            deliveries = await self.bus.read(
+                self.stream, self.group, self.name, count=cfg.batch, block_ms=cfg.block_ms
+            )
+        done: list[str] = []
+        if await self._handle_batch(deliveries):
+            done = [d.id for d in deliveries]
+        else:
+            for delivery in deliveries:
+                if await self._handle(delivery):
+                    done.append(delivery.id)
+        await self.bus.ack(self.stream, self.group, done)
+        return len(deliveries)
+
+    async def _handle_batch(self, deliveries: list[Delivery]) -> bool:
+        """Try the batch handler on a read; False when there is none or it failed."""
+        if self.batch_handler is None or len(deliveries) < 2:
+            return False
+        try:
+            await self.batch_handler(deliveries)
+        except Exception:
+            logger.warning(
+                "consumer %s: batch of %d failed; handling one by one",
+                self.group,
+                len(deliveries),
+                exc_info=True,
+            )
+            return False
+        self.handled += len(deliveries)
+        return True
+
+    async def _handle(self, delivery: Delivery) -> bool:
+        """Handle one delivery; True when it is finished with (handled or dead-lettered)."""
+        try:
+            await self.handler(delivery)
+        except PoisonMessageError as exc:
+            await self._give_up(delivery, f"poison: {exc}")
+            return True
+        except Exception as exc:
+            self.failed += 1
+            if delivery.attempts >= self.config.max_attempts:
+                await self._give_up(delivery, f"failed {delivery.attempts} times: {exc!r}")
+                return True
+            logger.exception(
+                "consumer %s: message %s failed (attempt %d)",
+                self.group,
+                delivery.id,
+                delivery.attempts,
+            )
+            return False
+        self.handled += 1
+        return True
+
+    async def _give_up(self, delivery: Delivery, reason: str) -> None:
+        logger.warning("consumer %s: dead-lettering %s: %s", self.group, delivery.id, reason)
+        await self.bus.dead_letter(delivery, self.group, reason[:1000])
+        self.dead_lettered += 1

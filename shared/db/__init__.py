@@ -1,0 +1,1 @@
+"""Database models, types and engine/session factories shared by the services."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; `shared.migrations.runner` applies them from code and the CLI."""

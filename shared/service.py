@@ -1,0 +1,131 @@
+"""Compose one FastAPI app from service components: one process runs one service (production)
+or all four (embedded), with the same routers and background workers either way."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from shared.errors import install_error_handlers
+from shared.limits import BodyLimitMiddleware
+from shared.runtime import Runtime, open_runtime, refresh_catalogue
+from shared.settings import Settings
+from shared.web import SECURITY_SCHEMES
+
+logger = logging.getLogger(__name__)
+
+Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
+HealthCheck = Callable[[Runtime], Awaitable[bool]]
+Resource = Callable[[Runtime], AbstractAsyncContextManager[object]]
+
+
+@dataclass
+class Component:
+    """What a service contributes to a process: routes, background loops, health checks."""
+
+    name: str
+    routers: Sequence[APIRouter] = ()
+    workers: Sequence[Worker] = ()
+    checks: dict[str, HealthCheck] = field(default_factory=dict)
+    # Opened before the workers, closed after them, kept in `runtime.extras` under their key.
+    resources: dict[str, Resource] = field(default_factory=dict)
+    # Path prefix → largest accepted request body (bytes) where 1 MiB is not right.
+    body_limits: dict[str, int] = field(default_factory=dict)
+
+
+async def _bus_ok(runtime: Runtime) -> bool:
+    return await runtime.bus.ping()
+
+
+async def _database_ok(runtime: Runtime) -> bool:
+    return await runtime.database_ok()
+
+
+async def _run_outbox(runtime: Runtime) -> None:
+    await runtime.outbox.run()
+
+
+def build_app(
+    settings: Settings, components: Sequence[Component], *, migrate: bool, title: str
+) -> FastAPI:
+    """An app serving the components' routes and running their workers during its lifespan."""
+    checks: dict[str, HealthCheck] = {"database": _database_ok, "bus": _bus_ok}
+    for component in components:
+        checks.update(component.checks)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            runtime = await stack.enter_async_context(open_runtime(settings, migrate=migrate))
+            app.state.runtime = runtime
+            for component in components:
+                for key, resource in component.resources.items():
+                    runtime.extras[key] = await stack.enter_async_context(resource(runtime))
+            workers = [
+                _run_outbox,
+                refresh_catalogue,
+                *(w for c in components for w in c.workers),
+            ]
+            tasks = [asyncio.create_task(w(runtime), name=w.__qualname__) for w in workers]
+            app.state.tasks = tasks  # keep references: the loop only holds tasks weakly
+            # Everything built so far (hierarchy, geotagger grid, catalogue) lives as long as the
+            # process: keep it out of the cyclic GC's generations so collections stay short.
+            gc.freeze()
+            try:
+                yield
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    limits = {prefix: size for c in components for prefix, size in c.body_limits.items()}
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
+    names = [c.name for c in components]
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSONResponse:
+        """Liveness and the state of each dependency (503 when one is down)."""
+        runtime: Runtime = app.state.runtime
+        results = {name: "ok" if await check(runtime) else "down" for name, check in checks.items()}
+        healthy = all(v == "ok" for v in results.values())
+        body = {
+            "status": "ok" if healthy else "degraded",
+            "services": names,
+            "mode": "embedded" if settings.embedded else "production",
+            "checks": results,
+        }
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    for component in components:
+        for router in component.routers:
+            app.include_router(router)
+    _document_security(app)
+    return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Declare bearer/API-key auth on every /api/v1 operation in the OpenAPI schema."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/api/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

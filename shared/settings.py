@@ -1,0 +1,121 @@
+"""The one typed settings object, read from `CITYHUB_*` environment variables.
+
+Unset backends mean embedded mode: SQLite under the data dir, the in-process bus and the embedded
+MQTT broker. Library code takes a `Settings` (or a part of it) and never reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["ingest", "dispatch", "metrics", "gateway"]
+SERVICE_NAMES: tuple[ServiceName, ...] = ("ingest", "dispatch", "metrics", "gateway")
+
+# Secrets that must never sign tokens in production.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+class DispatchSettings(BaseModel):
+    """Tickets: merging of repeated reports and the working calendar (`CITYHUB_DISPATCH__*`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # An event joins an open ticket of the same problem this close (metres) and this recent.
+    merge_distance_m: float = Field(default=100.0, gt=0, le=5_000)
+    merge_window_h: float = Field(default=24.0, gt=0, le=24 * 90)
+    # JSON file with work periods, weekdays, holidays and make-up days; None: the shipped one
+    # (services/dispatch/data/work_calendar.json, docs/decisions/0009-dispatch-rules.md).
+    calendar_file: Path | None = None
+    # Recovery after a restart (seconds): events no ticket links after `sweep_grace_s` are
+    # re-read from the database every `sweep_every_s` (their message died with the bus), and a
+    # delivery a dead replica held is taken over after `claim_idle_s`.
+    sweep_grace_s: float = Field(default=30.0, gt=0)
+    sweep_every_s: float = Field(default=30.0, gt=0)
+    claim_idle_s: float = Field(default=30.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a cityhub process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CITYHUB_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    mqtt_url: str | None = None
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    # MQTT intake (docs/decisions/0007-mqtt-intake.md). Topics live under the root, so tests and
+    # several hubs can share one broker.
+    mqtt_topic_root: str = Field(
+        default="cityhub/v1", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+    )
+    # Ingest's own login on an external broker (the embedded broker gets one generated per start).
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    # Stable, so the broker keeps ingest's session (and queues QoS 1 messages) while it is down;
+    # every ingest replica needs its own.
+    mqtt_client_id: str = Field(default="cityhub-ingest", min_length=1, max_length=64)
+    # Replicas on Mosquitto share the work through `$share/<group>/...` (unset: plain subscription).
+    mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    # Streams and keys are prefixed so several hubs (or test runs) can share one Redis.
+    bus_prefix: str = "cityhub:"
+    geotag_tolerance_m: float = Field(default=500.0, ge=0)
+    jwt_secret: SecretStr | None = None
+    token_ttl_s: int = Field(default=900, gt=0)
+    # Where the gateway forwards each service's routes in production mode.
+    ingest_url: str = "http://127.0.0.1:8001"
+    dispatch_url: str = "http://127.0.0.1:8002"
+    metrics_url: str = "http://127.0.0.1:8003"
+    log_level: str = "INFO"
+    access_log: bool = True  # one line per HTTP request; turn off for benchmarks
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+
+    @field_validator(
+        "database_url", "redis_url", "mqtt_url", "mqtt_username", "mqtt_shared_group", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def embedded(self) -> bool:
+        """True when no external backend is configured (SQLite, in-process bus, own broker)."""
+        return self.database_url is None and self.redis_url is None
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: the configured one, or a SQLite file in the data dir."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'cityhub.sqlite3').resolve()}"
+        url = self.database_url
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        return url
+
+    @cached_property
+    def mqtt_endpoint(self) -> tuple[str, int]:
+        """Host and port of the MQTT broker the hub talks to (its own one when embedded)."""
+        if self.mqtt_url is None:
+            return ("127.0.0.1", self.mqtt_port)
+        parts = urlsplit(self.mqtt_url if "://" in self.mqtt_url else f"mqtt://{self.mqtt_url}")
+        return (parts.hostname or "127.0.0.1", parts.port or 1883)
+
+    def service_url(self, service: ServiceName) -> str:
+        """Base URL of a service as the gateway reaches it in production mode."""
+        return {
+            "ingest": self.ingest_url,
+            "dispatch": self.dispatch_url,
+            "metrics": self.metrics_url,
+            "gateway": f"http://{self.http_host}:{self.http_port}",
+        }[service]

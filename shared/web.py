@@ -1,0 +1,110 @@
+"""FastAPI plumbing every service shares: runtime access, sessions, authentication, scopes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal, Role, Scope, hash_api_key, read_token
+from shared.db.models import ApiKey
+from shared.errors import HubError
+from shared.runtime import Runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    """The process runtime the lifespan stored on the app (async: sync deps cost a thread hop)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction the request owns: committed when the handler returns."""
+    async with runtime.sessions() as session, session.begin():
+        yield session
+    runtime.outbox.wake()  # messages the request queued are committed: publish them now
+
+
+# scope="function": commit before the response is sent, so a 2xx always means "stored".
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+# Security schemes as OpenAPI documents them (shared/service.py adds them to the schema); the
+# headers are read directly in `authenticate`, since each nested dependency costs per request.
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "JWT from POST /auth/token"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+               "description": "Integrator API key"},
+}  # fmt: skip
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, from a bearer JWT or an `X-API-Key`; 401 when neither is valid."""
+    runtime: Runtime = request.app.state.runtime
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise HubError("unsupported Authorization header: use Bearer <token>", 401)
+        return read_token(token.strip(), runtime.jwt_secret)
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        return await principal_for_api_key(runtime, api_key)
+    raise HubError("authentication required: send a bearer token or an X-API-Key header", 401)
+
+
+KEY_CACHE_TTL_S = 30.0  # a revoked key stops working within this many seconds
+KEY_CACHE_MAX = 10_000  # entries; the cache is cleared when it grows past this
+
+
+async def principal_for_api_key(runtime: Runtime, key: str) -> Principal:
+    """The integrator behind an API key; 401 when unknown or revoked (cached briefly)."""
+    digest = hash_api_key(key)
+    now = time.monotonic()
+    cached = runtime.key_cache.get(digest)
+    if cached is not None and cached[1] > now:
+        principal = cached[0]
+    else:
+        async with runtime.sessions() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+        principal = None
+        if row is not None and row.revoked_at is None:
+            principal = Principal(row.name, row.role, Scope.parse(row.scope), via="api_key")  # type: ignore[arg-type]
+        if len(runtime.key_cache) >= KEY_CACHE_MAX:
+            runtime.key_cache.clear()
+        runtime.key_cache[digest] = (principal, now + KEY_CACHE_TTL_S)
+    if principal is None:
+        raise HubError("invalid API key", 401)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency admitting only callers with one of `roles` (403 otherwise)."""
+
+    async def _check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise HubError(f"role {principal.role!r} may not do this", 403)
+        return principal
+
+    return _check
+
+
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+async def require_json(request: Request) -> None:
+    """Refuse a body that is not JSON with 415 (instead of a confusing validation error)."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in JSON_TYPES:
+        raise HubError(f"unsupported content type {content_type or 'none'!r}: send JSON", 415)

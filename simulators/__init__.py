@@ -1,0 +1,1 @@
+"""Realistic load generators (hotline, sensors, grid workers, field staff) and benchmarks."""

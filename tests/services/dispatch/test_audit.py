@@ -1,0 +1,56 @@
+"""`cityhub audit verify` finds a timeline row edited behind the hub's back."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select, update
+
+from shared.db.models import TicketTransition
+from shared.settings import Settings
+from tests.support.processes import cli
+from tests.support.tickets import running_hub, shifted
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "CITYHUB_DATA_DIR": str(settings.data_dir),
+        "CITYHUB_DATABASE_URL": settings.database_url or "",
+        "CITYHUB_REDIS_URL": settings.redis_url or "",
+        "CITYHUB_MQTT_URL": "",
+    }
+
+
+@pytest.mark.parametrize("mode", ["embedded", "production"])
+async def test_an_edited_note_breaks_the_chain(request: pytest.FixtureRequest, mode: str) -> None:
+    settings: Settings = request.getfixturevalue(f"{mode}_settings")
+    async with running_hub(settings) as hub:
+        street = hub.streets()[0]
+        desk = await hub.user("desk", "dispatcher", "city")
+        lon, lat = hub.point(street)
+        honest = await hub.report(category="C0501", location=shifted(lon, lat))
+        forged = await hub.report(category="C0501", location=shifted(lon, lat, 500))
+        for ticket_id in (honest, forged):
+            await hub.ok(ticket_id, desk, "comment", note="已电话联系报告人")
+            await hub.ok(ticket_id, desk, "reject", reason="重复报告")
+
+        intact = cli(_env(settings), "audit", "verify")
+        assert intact.returncode == 0, intact.stderr
+        assert "every ticket timeline verifies" in intact.stdout
+
+        async with hub.runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(TicketTransition)
+                .where(TicketTransition.ticket_id == uuid.UUID(forged), TicketTransition.seq == 2)
+                .values(note="未联系")
+            )
+            seqs = await session.scalars(
+                select(TicketTransition.seq).where(TicketTransition.ticket_id == uuid.UUID(honest))
+            )
+            assert list(seqs) == [1, 2, 3]
+
+    broken = cli(_env(settings), "audit", "verify")
+    assert broken.returncode == 1
+    assert f"ticket {forged}: entry 2: content does not match its hash" in broken.stderr
+    assert honest not in broken.stderr
