@@ -106,7 +106,7 @@ async def embedded_broker(host: str, port: int, gate: BrokerGate) -> AsyncIterat
         host,
         port,
         "CITYHUB_MQTT_PORT",
-        hint="or set CITYHUB_MQTT_URL=mqtt://host:port to use the broker already there",
+        hint=BROKER_HINT,
     )
     amqtt.broker.StreamWriterAdapter = _ClosingStreamWriter  # what the broker wraps streams in
     broker = Broker(broker_config(host, port, gate))
