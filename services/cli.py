@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,7 +116,10 @@ def _serve(
             demo.cancel()
             await asyncio.gather(demo, return_exceptions=True)
 
-    asyncio.run(main())
+    # uvloop, as `uvicorn` itself would pick: about a third more requests per second than asyncio's
+    # default loop for the same code (docs/benchmarks.md).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
     if not server.started:
         raise typer.Exit(2)
 

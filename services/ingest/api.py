@@ -22,6 +22,7 @@ from services.ingest.schemas import (
 from shared.auth import Principal
 from shared.db.models import Event
 from shared.errors import HubError, NotFoundError
+from shared.events import NewEvent
 from shared.web import PrincipalDep, RuntimeDep, SessionDep, require_json, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"], dependencies=[Depends(require_json)])
@@ -31,7 +32,7 @@ Submitter = Annotated[
 ]
 
 
-def to_read(event: Event, ticket_id: uuid.UUID | None = None) -> EventRead:
+def to_read(event: Event | NewEvent, ticket_id: uuid.UUID | None = None) -> EventRead:
     """The public view of a stored event."""
     location = None
     if event.lon is not None and event.lat is not None:

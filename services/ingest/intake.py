@@ -11,6 +11,7 @@ from services.ingest.writer import WRITER_KEY, EventWriter
 from shared.catalogue import Category
 from shared.db.models import Event
 from shared.errors import HubError
+from shared.events import NewEvent
 from shared.runtime import Runtime
 
 
@@ -41,11 +42,12 @@ async def accept(
             return existing, False
     category = resolve_category(runtime, payload.category)
     event, message = normalise(payload, category, runtime.geotagger, submitted_by)
-    stored = await store.insert_event(session, event, message)
-    return stored, stored is event
+    return await store.insert_event(session, event, message)
 
 
-async def submit(runtime: Runtime, payload: EventCreate, submitted_by: str) -> tuple[Event, bool]:
+async def submit(
+    runtime: Runtime, payload: EventCreate, submitted_by: str
+) -> tuple[NewEvent | Event, bool]:
     """Like `accept`, in a transaction of its own shared with concurrent submissions (group
     commit): (event, True) when new, (the original, False) for a repeated source_ref."""
     category = resolve_category(runtime, payload.category)

@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from services.ingest.schemas import EventCreate
 from shared.areas import Geotagger
 from shared.catalogue import Category
-from shared.db.models import Event
 from shared.errors import HubError
-from shared.events import ingested_message
+from shared.events import NewEvent, ingested_message
 from shared.messages import EventIngestedV1
 
 
@@ -45,15 +44,15 @@ def normalise(
     geotagger: Geotagger,
     submitted_by: str,
     now: datetime | None = None,
-) -> tuple[Event, EventIngestedV1]:
-    """The event row to store and the message announcing it."""
+) -> tuple[NewEvent, EventIngestedV1]:
+    """The event to store and the message announcing it."""
     check_attributes(category, payload.attributes)
     received = now or datetime.now(UTC)
     lon = payload.location.lon if payload.location else None
     lat = payload.location.lat if payload.location else None
     tag = geotagger.tag(lon, lat, payload.address)
     codes = tag.codes()
-    event = Event(
+    event = NewEvent(
         id=uuid.uuid4(),
         source=payload.source,
         source_ref=payload.source_ref,

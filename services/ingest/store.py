@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CategoryRow, Event, Ticket, TicketEvent
+from shared.events import NewEvent
 from shared.messages import Message
 from shared.outbox import add_to_outbox
 
@@ -22,11 +23,15 @@ async def find_by_source_ref(session: AsyncSession, source: str, source_ref: str
     )
 
 
-async def insert_event(session: AsyncSession, event: Event, message: Message) -> Event:
-    """Store a new event with its bus message; a concurrent duplicate returns the original."""
+async def insert_event(
+    session: AsyncSession, event: NewEvent, message: Message
+) -> tuple[Event, bool]:
+    """Store a new event with its bus message: (stored, True), or (the original, False) when a
+    concurrent request stored the same source_ref first."""
+    stored = event.to_orm()
     try:
         async with session.begin_nested():  # a savepoint, so a duplicate leaves the request usable
-            session.add(event)
+            session.add(stored)
             add_to_outbox(session, message)
     except IntegrityError:
         if event.source_ref is None:
@@ -34,8 +39,8 @@ async def insert_event(session: AsyncSession, event: Event, message: Message) ->
         original = await find_by_source_ref(session, event.source, event.source_ref)
         if original is None:
             raise
-        return original
-    return event
+        return original, False
+    return stored, True
 
 
 async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:

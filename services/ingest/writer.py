@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.db.models import Event, OutboxMessage
 from shared.db.types import UTCDateTime
 from shared.errors import HubError
+from shared.events import NewEvent
 from shared.messages import Message, encode
 from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
@@ -36,7 +37,6 @@ MAX_BATCH = 500  # events per transaction
 WRITER_KEY = "event_writer"
 _EVENTS: Table = Event.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
-_COLUMNS = [c.key for c in _EVENTS.columns]
 
 
 @dataclass(slots=True)
@@ -59,11 +59,10 @@ class EventWriter:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.batches = 0
 
-    async def store(self, event: Event, message: Message) -> bool:
+    async def store(self, event: NewEvent, message: Message) -> bool:
         """Store an event and its message; False when this source_ref was stored before."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        row = {key: getattr(event, key) for key in _COLUMNS}
-        self._queue.put_nowait(_Pending(row, message.stream, encode(message), done))
+        self._queue.put_nowait(_Pending(event.row(), message.stream, encode(message), done))
         return await done
 
     async def run(self) -> None:
