@@ -13,8 +13,8 @@ import contextlib
 import logging
 
 from sqlalchemy import Table, delete, select
-from sqlalchemy.sql.dml import ReturningDelete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningDelete
 
 from shared.bus import Bus
 from shared.bus.base import stop_if_cancelled

@@ -4,7 +4,6 @@ or all four (embedded), with the same routers and background workers either way.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -21,8 +20,6 @@ from shared.settings import Settings
 from shared.web import SECURITY_SCHEMES
 
 logger = logging.getLogger(__name__)
-
-GC_THRESHOLDS = (100_000, 50, 100)  # allocations before a young collection; then older ones
 
 Worker = Callable[[Runtime], Coroutine[Any, Any, None]]
 HealthCheck = Callable[[Runtime], Awaitable[bool]]
@@ -78,13 +75,6 @@ def build_app(
             ]
             tasks = [asyncio.create_task(w(runtime), name=w.__qualname__) for w in workers]
             app.state.tasks = tasks  # keep references: the loop only holds tasks weakly
-            # Everything built so far (hierarchy, geotagger grid, catalogue) lives as long as the
-            # process: keep it out of the cyclic GC's generations so collections stay short.
-            gc.freeze()
-            # Each request allocates thousands of short-lived objects; at the default threshold
-            # (700) the collector ran every request or two. They rarely form cycles, so collect
-            # far less often: +15 % requests/s on the intake benchmark (docs/benchmarks.md).
-            gc.set_threshold(*GC_THRESHOLDS)
             try:
                 yield
             finally:

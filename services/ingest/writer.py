@@ -1,6 +1,6 @@
 """Group commit for the intake hot path: concurrent requests hand their new events to one writer
-task, which stores a whole batch (event rows + outbox rows) in one transaction and answers every
-waiting request once that transaction has committed.
+task, which stores a whole batch in one transaction, answers every waiting request once that
+transaction has committed, then publishes the batch's `events.ingested` messages.
 
 A 2xx still means "committed", but a busy ingest process pays one commit per batch instead of per
 request (see docs/decisions/0008-group-commit.md). Duplicates (same source + source_ref) are
@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Float, Integer, String, Table, Uuid, insert
+import orjson
+from sqlalchemy import JSON, Column, Float, Integer, String, Table, Uuid
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.models import Event, OutboxMessage
+from shared.bus import Bus
+from shared.db.models import Event
 from shared.db.types import UTCDateTime
 from shared.errors import HubError
 from shared.events import NewEvent
 from shared.messages import Message, encode
-from shared.outbox import OutboxRelay
 from shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500  # events per transaction
 WRITER_KEY = "event_writer"
 _EVENTS: Table = Event.__table__  # type: ignore[assignment]
-_OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -50,11 +48,9 @@ class _Pending:
 class EventWriter:
     """Stores events in batches; `store()` returns once its batch is committed."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], relay: OutboxRelay, dialect: str
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus, dialect: str) -> None:
         self._sessions = sessions
-        self._relay = relay
+        self._bus = bus
         self._postgres = dialect == "postgresql"
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.batches = 0
@@ -84,7 +80,19 @@ class EventWriter:
             for pending in batch:
                 if not pending.done.done():  # the request may have gone away meanwhile
                     pending.done.set_result(pending.row["id"] in created)
-            self._relay.wake()
+            await self._announce([p for p in batch if p.row["id"] in created])
+
+    async def _announce(self, stored: list[_Pending]) -> None:
+        """Publish the committed events. No outbox row backs these messages: if this fails or
+        the process dies first, dispatch's sweep opens their tickets from the database."""
+        try:
+            await self._bus.publish_many([(p.stream, p.payload) for p in stored])
+        except Exception:
+            logger.warning(
+                "publishing %d stored events failed; dispatch's sweep will pick them up",
+                len(stored),
+                exc_info=True,
+            )
 
     async def _write(self, batch: list[_Pending]) -> set[uuid.UUID]:
         async with self._sessions() as session, session.begin():
@@ -104,11 +112,7 @@ async def _insert_portable(session: AsyncSession, batch: list[_Pending]) -> set[
         .returning(_EVENTS.c.id),
         [p.row for p in batch],
     )
-    created = set(result.scalars())
-    messages = [{"stream": p.stream, "payload": p.payload} for p in batch if p.row["id"] in created]
-    if messages:
-        await session.execute(insert(_OUTBOX), messages)
-    return created
+    return set(result.scalars())
 
 
 async def _insert_postgres(session: AsyncSession, batch: list[_Pending]) -> set[uuid.UUID]:
@@ -118,19 +122,11 @@ async def _insert_postgres(session: AsyncSession, batch: list[_Pending]) -> set[
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
-    columns = [[_pg_value(p.row[name], kind) for p in batch] for name, kind in _PG_COLUMNS]
-    rows = await raw.fetch(_PG_INSERT_EVENTS, *columns)
-    created = {r["id"] for r in rows}
-    kept = [p for p in batch if p.row["id"] in created]
-    if kept:
-        now = datetime.now(UTC)
-        await raw.execute(
-            _PG_INSERT_OUTBOX,
-            [p.stream for p in kept],
-            [p.payload for p in kept],
-            [now] * len(kept),
-        )
-    return created
+    columns = [
+        [_json(p.row[name]) for p in batch] if kind == "json" else [p.row[name] for p in batch]
+        for name, kind in _PG_COLUMNS
+    ]
+    return {r["id"] for r in await raw.fetch(_PG_INSERT_EVENTS, *columns)}
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -150,8 +146,8 @@ def _pg_type(column: Column[Any]) -> str:
     raise TypeError(f"no array type for column {column.name} ({kind})")
 
 
-def _pg_value(value: Any, kind: str) -> Any:
-    return json.dumps(value, ensure_ascii=False) if kind == "json" and value is not None else value
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 _PG_COLUMNS = [(c.key, _pg_type(c)) for c in _EVENTS.columns]
@@ -161,16 +157,12 @@ _PG_INSERT_EVENTS = (
     f"SELECT * FROM unnest({_PG_ARRAYS}) "
     "ON CONFLICT (source, source_ref) DO NOTHING RETURNING id"
 )
-_PG_INSERT_OUTBOX = (
-    "INSERT INTO outbox (stream, payload, created_at) "
-    "SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])"
-)
 
 
 @contextlib.asynccontextmanager
 async def event_writer(runtime: Runtime) -> AsyncIterator[EventWriter]:
     """Run an `EventWriter` for the lifetime of the process."""
-    writer = EventWriter(runtime.sessions, runtime.outbox, runtime.engine.dialect.name)
+    writer = EventWriter(runtime.sessions, runtime.bus, runtime.engine.dialect.name)
     task = asyncio.create_task(writer.run(), name="event-writer")
     try:
         yield writer

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 from pathlib import Path
 
 from tests.support.processes import cli, service
 from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 
 def _embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -30,6 +32,31 @@ def test_run_starts_the_embedded_hub_and_prints_its_url(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=20)
     assert f"cityhub is running: open http://127.0.0.1:{port}/" in output
     assert (tmp_path / "cityhub.sqlite3").exists()
+
+
+async def test_run_simulate_feeds_the_hub_from_every_channel(tmp_path: Path) -> None:
+    env = _embedded_env(tmp_path)
+    port = env["CITYHUB_HTTP_PORT"]
+    database = tmp_path / "cityhub.sqlite3"
+
+    def seen() -> tuple[set[str], int, int]:
+        with sqlite3.connect(database) as db:
+            sources = {row[0] for row in db.execute("SELECT DISTINCT source FROM events")}
+            tickets = db.execute("SELECT count(*) FROM tickets").fetchone()[0]
+            reporting = db.execute(
+                "SELECT count(*) FROM sensors WHERE id LIKE 'demo-%' AND last_seen_at IS NOT NULL"
+            ).fetchone()[0]
+        return sources, tickets, reporting
+
+    async def fed() -> bool:
+        sources, tickets, reporting = await asyncio.to_thread(seen)
+        return {"hotline", "grid"} <= sources and tickets > 0 and reporting > 0
+
+    with service(env, "run", "--simulate", health_url=f"http://127.0.0.1:{port}/healthz") as proc:
+        await wait_for(fed, within=60, interval=0.5)  # sensors' last-seen is written every 15 s
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    assert "MQTT sensors are feeding it" in output
 
 
 def test_taken_mqtt_port_is_a_one_line_error(tmp_path: Path) -> None:
