@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,20 @@ async def _render(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
 
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # The database is down, restarting, or (SQLite) busy with another writer: nothing was
+    # stored, so the caller may simply try again.
+    logger.warning("database unavailable: %s", exc)
+    return JSONResponse(
+        {"detail": "the database is busy or unavailable; nothing was stored, try again"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every `HubError` as `{"detail": message}` with its status."""
+    """Render every `HubError` as `{"detail": message}` with its status, and a database that
+    cannot be reached or locked as 503 instead of a 500."""
     app.add_exception_handler(HubError, _render)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)

@@ -81,6 +81,10 @@ def build_app(
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                # Let go of the runtime (hierarchy, geotagger, pools): FastAPI caches route
+                # functions process-wide, and with them the app, so every app a process built
+                # (tests build hundreds) would otherwise keep its runtime alive.
+                del app.state.tasks, app.state.runtime
 
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

@@ -3,7 +3,7 @@
 `timeline.append` reads the ticket's last entry and flushes one ORM row per call; the scheduler
 fires hundreds of timers per transaction, so it reads every head once
 (`scheduler_store.timeline_heads`), keeps each ticket's (seq, hash) here and inserts all entries
-with one statement. Hashes come from `timeline.entry_hash`, so `timeline.verify_chain` checks
+with one statement. Rows come from `timeline.entry_row`, so `timeline.verify_chain` checks
 them and later `append` calls continue the chain. The caller holds the tickets' row locks.
 """
 
@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from services.dispatch.timeline import GENESIS, entry_hash
+from services.dispatch.timeline import GENESIS, entry_row
 
 
 class ChainWriter:
@@ -37,12 +37,10 @@ class ChainWriter:
     ) -> dict[str, Any]:
         """The ticket's next entry as a row (also kept in `rows`, in order)."""
         seq, prev = self._heads.get(ticket_id, (0, GENESIS))
-        fields: dict[str, Any] = {
-            "ticket_id": ticket_id, "seq": seq + 1, "at": at, "actor": actor, "action": action,
-            "from_status": from_status, "to_status": to_status, "note": note,
-            "data": data or {}, "prev_hash": prev,
-        }  # fmt: skip
-        row = {**fields, "hash": entry_hash(**fields)}
+        row = entry_row(
+            ticket_id, seq + 1, prev, at=at, actor=actor, action=action,
+            from_status=from_status, to_status=to_status, note=note, data=data,
+        )  # fmt: skip
         self._heads[ticket_id] = (row["seq"], row["hash"])
         self.rows.append(row)
         return row

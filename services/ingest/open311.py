@@ -21,7 +21,7 @@ from starlette.routing import Match
 
 from services.ingest import open311_format as fmt
 from services.ingest import store
-from services.ingest.intake import accept
+from services.ingest.intake import submit
 from services.ingest.logic import check_attributes
 from services.ingest.open311_format import Format, Open311Error
 from services.ingest.schemas import EventCreate
@@ -248,14 +248,12 @@ async def get_service_definition(
 async def create_request(
     request: Request,
     form: FormatDep,
-    session: SessionDep,
     runtime: RuntimeDep,
     x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
 ) -> Response:
     """Submit a service request (form-encoded or multipart); 201, or 200 for a repeated
-    `external_id` with the original request."""
-    # Every check comes before `accept` writes anything: the route class turns errors into
-    # responses, so the request's session would commit whatever had been written before one.
+    `external_id` with the original request. Stored through the group-commit writer, like
+    `POST /api/v1/events`."""
     received = (await request.form()).multi_items()
     text = [(k, v) for k, v in received if isinstance(v, str)]  # uploaded files are ignored
 
@@ -313,7 +311,7 @@ async def create_request(
     except ValidationError as exc:
         raise Open311Error(400, *_validation_messages(exc.errors())) from None
 
-    event, created = await accept(session, runtime, payload, principal.subject)
+    event, created = await submit(runtime, payload, principal.subject)
     lang = fmt.parse_lang(first("lang"))
     return _respond(
         "service_requests",

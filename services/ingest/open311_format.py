@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from shared.catalogue import Category
 from shared.db.models import Event, Ticket
+from shared.events import NewEvent
 
 Format = Literal["json", "xml"]
 Lang = Literal["zh", "en"]
@@ -244,7 +245,9 @@ def service_request(
     }
 
 
-def receipt(event: Event, category: Category | None, lang: Lang = "zh") -> list[dict[str, Any]]:
+def receipt(
+    event: Event | NewEvent, category: Category | None, lang: Lang = "zh"
+) -> list[dict[str, Any]]:
     """The answer to POST requests: the new request's id and the city's notice."""
     return [
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from services.hub import create_hub_app
+from shared.db import engine as engine_module
 from shared.settings import Settings
 from tests.support.apps import add_key, add_user, login, serving
 
@@ -182,3 +184,26 @@ async def test_unknown_file_is_404(hub: Hub) -> None:
     client, _, _ = hub
     assert (await client.get("/files/" + "0" * 64 + ".png")).status_code == 404
     assert (await client.get("/files/../../etc/passwd")).status_code == 404
+
+
+async def test_a_locked_database_is_a_503_to_retry_not_a_500(
+    embedded_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 100)  # give up quickly
+    app = create_hub_app(embedded_settings)
+    async with serving(app) as client:
+        headers = {"X-API-Key": await add_key(app, "crm")}
+        holder = sqlite3.connect(embedded_settings.data_dir / "cityhub.sqlite3")
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        try:
+            reply = await client.post(
+                "/api/v1/events/batch", json={"events": [GOOD]}, headers=headers
+            )
+        finally:
+            holder.rollback()
+            holder.close()
+        assert reply.status_code == 503, reply.text
+        assert reply.headers["Retry-After"] == "1"
+        assert "try again" in reply.json()["detail"]
+        again = await client.post("/api/v1/events/batch", json={"events": [GOOD]}, headers=headers)
+        assert again.status_code == 200 and again.json()["created"] == 1
