@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import sys
@@ -26,6 +25,7 @@ from shared.errors import ConfigError, HubError
 from shared.mqtt_broker import BROKER_HINT
 from shared.netutil import ensure_port_free
 from shared.runtime import ensure_hierarchy, ensure_schema
+from shared.service import tune_gc
 from shared.settings import SERVICE_NAMES, ServiceName, Settings
 
 app = typer.Typer(help="cityhub: the city operations (一网统管) event hub.", no_args_is_help=True)
@@ -80,18 +80,6 @@ def _preflight(settings: Settings, *, broker: bool, migrate: bool) -> None:
                 await engine.dispose()
 
         asyncio.run(check_schema())
-
-
-GC_THRESHOLDS = (100_000, 50, 100)  # allocations before a young collection; then older ones
-
-
-def tune_gc() -> None:
-    """Once a served process has started: everything built so far (hierarchy, geotagger grid,
-    catalogue) lives as long as the process, so keep it out of the cyclic GC's generations; and
-    since each request allocates thousands of short-lived objects that rarely form cycles, collect
-    far less often than the default threshold of 700 (+15 % requests/s on the intake benchmark)."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _serve(
