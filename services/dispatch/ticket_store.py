@@ -339,6 +339,7 @@ class TicketFilter:
     source: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    located: bool | None = None  # False: the geotagger could not place it (a dispatcher must)
 
 
 def _conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
@@ -360,6 +361,10 @@ def _conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
         out.append(Ticket.created_at >= f.created_from)
     if f.created_to is not None:
         out.append(Ticket.created_at < f.created_to)
+    if f.located is not None:
+        out.append(
+            (Ticket.geotag_method != "none") if f.located else (Ticket.geotag_method == "none")
+        )
     return out
 
 

@@ -81,6 +81,9 @@ async def list_tickets(
     source: str | None = None,
     created_from: AwareDatetime | None = None,
     created_to: AwareDatetime | None = None,
+    located: Annotated[
+        bool | None, Query(description="false: events the geotagger could not place")
+    ] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> TicketPage:
@@ -88,7 +91,7 @@ async def list_tickets(
     filters = ticket_store.TicketFilter(
         status=status or (), tier=tier, centre=centre, district=district, street=street,
         department=department, category=category, overdue=overdue, priority=priority,
-        source=source, created_from=created_from, created_to=created_to,
+        source=source, created_from=created_from, created_to=created_to, located=located,
     )  # fmt: skip
     after = decode_cursor(cursor) if cursor else None
     rows = await ticket_store.list_tickets(

@@ -22,6 +22,22 @@ async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
         yield running
 
 
+async def test_unlocated_events_wait_flagged_in_the_city_queue(hub: Hub) -> None:
+    city = await hub.user("city", "dispatcher", "city")
+    lon, lat = hub.point(hub.streets()[0])
+    located = await hub.report(category="E0101", location={"lon": lon, "lat": lat})
+    lost = await hub.report(category="E0101", address="某个说不清的地方")  # no point, no match
+    flagged = (
+        await hub.client.get("/api/v1/tickets", params={"located": "false"}, headers=city)
+    ).json()["items"]
+    assert [t["id"] for t in flagged] == [lost]
+    assert flagged[0]["status"] == "new" and flagged[0]["owner_tier"] == "city"
+    placed = (
+        await hub.client.get("/api/v1/tickets", params={"located": "true"}, headers=city)
+    ).json()["items"]
+    assert [t["id"] for t in placed] == [located]
+
+
 async def test_filters_pages_and_scope(hub: Hub) -> None:
     city = await hub.user("city", "dispatcher", "city")
     one, two = hub.streets()[0], hub.streets()[1]
