@@ -38,6 +38,8 @@ class DispatchSettings(BaseModel):
     sweep_grace_s: float = Field(default=30.0, gt=0)
     sweep_every_s: float = Field(default=30.0, gt=0)
     claim_idle_s: float = Field(default=30.0, gt=0)
+    # Fired timer rows are deleted this many hours after firing (timelines keep what happened).
+    fired_timer_retention_h: float = Field(default=168.0, gt=0)
 
 
 class Settings(BaseSettings):

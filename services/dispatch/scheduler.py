@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +40,8 @@ TICK_S = 0.2  # seconds between polls while fewer than a full batch fell due
 FIRE_BATCH = 500  # timers claimed (and applied) per transaction
 ERROR_BACKOFF_S = 1.0  # seconds to wait after a failed tick
 ACTOR = "system"  # who timeline entries written by timers name
+PRUNE_EVERY = timedelta(minutes=10)  # how often fired timer rows past their retention go
+PRUNE_BATCH = 5_000  # rows deleted per transaction
 
 Clock = Callable[[], datetime]
 
@@ -91,7 +93,9 @@ class Scheduler:
     name: str = field(default_factory=consumer_name)  # stored in timers.fired_by
     batch: int = FIRE_BATCH
     on_commit: Callable[[], None] = lambda: None  # wake the outbox relay
+    retention: timedelta = timedelta(days=7)  # fired timer rows are kept this long
     fired: int = 0  # timers applied by this instance so far
+    _next_prune: datetime | None = None
 
     async def fire_due(self) -> int:
         """Claim and apply one batch of due timers in one transaction; returns how many fired."""
@@ -130,7 +134,30 @@ class Scheduler:
                 await asyncio.sleep(ERROR_BACKOFF_S)
                 continue
             if fired < self.batch:
+                await self._prune_when_due()
                 await asyncio.sleep(TICK_S)
+
+    async def prune(self) -> int:
+        """Delete fired timer rows older than `retention` (they would otherwise pile up for
+        ever); how many. Runs between ticks, in batches, so firing never waits long."""
+        before = self.clock() - self.retention
+        deleted = 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                n = await store.prune_fired(session, before, PRUNE_BATCH)
+            deleted += n
+            if n < PRUNE_BATCH:
+                return deleted
+
+    async def _prune_when_due(self) -> None:
+        now = self.clock()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            await self.prune()
+        except Exception:
+            logger.exception("pruning fired timers failed; trying again later")
 
     async def _anything_due(self, now: datetime) -> bool:
         async with self.sessions() as session:
@@ -253,6 +280,7 @@ def for_runtime(runtime: Runtime) -> Scheduler:
         row_locks=is_postgres(runtime.engine),
         emergency=cache_of(runtime),
         on_commit=runtime.outbox.wake,
+        retention=timedelta(hours=runtime.settings.dispatch.fired_timer_retention_h),
     )
 
 

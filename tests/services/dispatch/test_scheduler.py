@@ -270,6 +270,28 @@ async def test_a_finished_ticket_only_has_its_timers_marked_fired(db: Db) -> Non
     assert await published(db) == []
 
 
+async def test_fired_timers_are_pruned_after_their_retention_and_pending_ones_kept(
+    db: Db,
+) -> None:
+    await new_ticket(db, MONDAY_9, status="closed")  # its 4 timers fire and change nothing
+    await new_ticket(db, MONDAY_9 + timedelta(days=2))  # its 4 timers stay pending
+    clock = ManualClock(MONDAY_9 + timedelta(days=1))
+    s = scheduler(db, clock)
+    assert await s.fire_due() == 4
+
+    async def timers(*where: Any) -> int:
+        async with db.sessions() as session:
+            return await count(session, Timer, *where)
+
+    clock.advance(days=6)  # fired a day ago + 6 days: still within the 7-day retention
+    assert await s.prune() == 0
+    assert await timers(Timer.fired_at.is_not(None)) == 4
+    clock.advance(days=1, seconds=1)
+    assert await s.prune() == 4
+    assert await timers(Timer.fired_at.is_not(None)) == 0
+    assert await timers(Timer.fired_at.is_(None)) == 4
+
+
 async def test_after_downtime_overdue_timers_fire_on_start(db: Db) -> None:
     tickets = [await new_ticket(db, MONDAY_9) for _ in range(3)]
     clock = ManualClock(MONDAY_9 + timedelta(days=1))  # the process was down all that time
