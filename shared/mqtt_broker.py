@@ -53,7 +53,15 @@ class GateAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no ty
 
     async def authenticate(self, *, session: Session) -> bool:
         gate: BrokerGate = self.config.gate
-        return await gate.authenticate(session.username, session.password)
+        if not await gate.authenticate(session.username, session.password):
+            return False
+        # amqtt 0.12.1 publishes a will without asking the topic plugin, so a will naming a topic
+        # the client may not publish to is refused here, at CONNECT, as Mosquitto does.
+        if session.will_flag:
+            return session.will_topic is not None and gate.may_publish(
+                session.username, session.will_topic
+            )
+        return True
 
 
 class GateTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]  # amqtt ships no type hints

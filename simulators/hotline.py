@@ -60,5 +60,6 @@ async def run(
         count=count,
         duration_s=duration_s,
         seed=seed,
+        shaped=shaped,
         progress=progress,
     )

@@ -188,7 +188,7 @@ async def _escalate(s: Step) -> None:
     if t.status == "new":  # still in a dispatcher queue: suggest the new tier's department
         t.department = route(
             s.ctx.rules, category=t.category, priority=t.priority or "normal", source=t.source,
-            street=t.street_code, district=t.district_code, city=city, forced_tier=up,
+            street=t.street_code, district=t.district_code, city=city, at_least=up,
         ).department  # fmt: skip
 
 

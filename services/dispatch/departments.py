@@ -8,8 +8,9 @@ Codes: a city bureau is its kind (`cgj`), its district counterpart `cgj@500103`,
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib.resources import files
 from typing import Final, Literal
 
@@ -51,6 +52,35 @@ def load_kinds() -> list[DepartmentKind]:
     """The shipped bureau and utility kinds."""
     raw = json.loads((files("services.dispatch") / "data" / "departments.json").read_text("utf-8"))
     return [DepartmentKind.model_validate(k) for k in raw["kinds"]]
+
+
+@cache
+def shipped_kinds() -> Mapping[str, DepartmentKind]:
+    """The shipped kinds by kind, read once per process."""
+    return {k.kind: k for k in load_kinds()}
+
+
+def department_name(
+    code: str, hierarchy: Hierarchy, kinds: Mapping[str, DepartmentKind] | None = None
+) -> str | None:
+    """The name `Directory` gives a department code, without building the directory (for
+    readers outside dispatch, such as Open311); None for a code it would not list."""
+    known = shipped_kinds() if kinds is None else kinds
+    head, at, area_code = code.partition("@")
+    if not at:
+        kind = known.get(head)
+        return kind.name if kind is not None else None
+    area = hierarchy.get(area_code)
+    if area is None:
+        return None
+    if head == DISPATCH:
+        return queue_name(area)
+    if head == OFFICE:
+        return office_name(area) if area.level == "street" else None
+    kind = known.get(head)
+    if kind is None or area.level != "district":
+        return None
+    return kind.district_name.format(district=area.name)
 
 
 def office_name(street: Area) -> str:

@@ -48,7 +48,8 @@ TRANSITIONS: dict[Status, dict[Action, Status | Literal["="]]] = {
     },
     "resolved": {"verify": "=", "comment": "="},
     "closed": {"comment": "=", "callback": "="},
-    "parked": {"dispatch": "dispatched", "reject": "rejected", "escalate": "=", "comment": "="},
+    # No `reject` here: 不予立案 is decided before dispatch, and a parked ticket may have been.
+    "parked": {"dispatch": "dispatched", "escalate": "=", "comment": "="},
     "rejected": {"comment": "="},
 }  # fmt: skip
 assert set(TRANSITIONS) == set(STATUSES)

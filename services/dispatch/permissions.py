@@ -3,9 +3,10 @@
 - Reading is geographic: a scope sees the tickets located inside it, whoever owns them (a street
   centre keeps seeing a ticket escalated to its district, read-only). Invisible means 404.
 - Acting depends on the role: field staff accept, start, resolve and comment on tickets of their
-  own department; dispatchers do everything else, but only for tickets their centre owns — or a
-  centre above the owner in the same area (a district centre may take over one of its streets'
-  tickets, the city any ticket). Managers and admins read only. Forbidden means 403.
+  own department; dispatchers do everything else, but only for tickets their own centre owns
+  (责任主体唯一: one owner acts). A centre above reaches a lower one's ticket through the
+  lower one escalating it, or through a breach escalating it; until then it reads and
+  supervises (督办). Managers and admins read only. Forbidden means 403.
 """
 
 from __future__ import annotations
@@ -57,13 +58,11 @@ def can_read(principal: Principal, place: Place) -> bool:
 
 
 def owns(principal: Principal, place: Place) -> bool:
-    """True when the caller's centre owns the ticket or sits above its owner in the same area."""
+    """True when the caller's centre is the ticket's owner."""
     scope = principal.scope
     if scope.level == "city":
-        return True
-    if scope.level == "district":
-        return place.owner_tier in ("district", "street") and place.district == scope.code
-    return place.owner_tier == "street" and place.owner_code == scope.code
+        return place.owner_tier == "city"
+    return place.owner_tier == scope.level and place.owner_code == scope.code
 
 
 def check_action(principal: Principal, place: Place, action: Action) -> None:

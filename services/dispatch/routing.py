@@ -20,6 +20,7 @@ from shared.catalogue import Priority
 
 Tier = Literal["street", "district", "city"]
 TIER_UP: dict[Tier, Tier | None] = {"street": "district", "district": "city", "city": None}
+TIER_RANK: dict[Tier, int] = {"street": 0, "district": 1, "city": 2}
 REPEAT_THRESHOLD = 3  # reports of one problem that make it a district matter
 
 
@@ -113,12 +114,14 @@ def route(
     district: str | None,
     city: str,
     report_count: int = 1,
-    forced_tier: Tier | None = None,
+    at_least: Tier | None = None,
 ) -> Route:
-    """Decide tier, centre and department for a ticket (`forced_tier`: emergency mode)."""
-    tier = forced_tier or owning_tier(priority, street, district, report_count)
-    if tier == "street" and forced_tier is None and street is None:
-        tier = "district"
+    """Decide tier, centre and department for a ticket. `at_least` raises the tier the rules
+    give (emergency mode: district; a hand escalation: the tier above), never lowers it: a
+    特急 ticket stays with the city, and one located in no district can only go to the city."""
+    tier = owning_tier(priority, street, district, report_count)
+    if at_least is not None and TIER_RANK[at_least] > TIER_RANK[tier]:
+        tier = at_least
     centre = centre_of(tier, street, district, city)
     rule = match_rule(rules, category, district, priority, source)
     if rule is not None:

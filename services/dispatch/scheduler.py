@@ -70,7 +70,8 @@ class Tick:
         """Store the tick's changes in the open transaction."""
         tickets = [
             {"id": t.id, "overdue": t.overdue, "owner_tier": t.owner_tier,
-             "owner_code": t.owner_code, "updated_at": t.updated_at}
+             "owner_code": t.owner_code, "accept_due_at": t.accept_due_at,
+             "handle_due_at": t.handle_due_at, "updated_at": t.updated_at}
             for t in self.changed.values()
         ]  # fmt: skip
         await store.save(
@@ -212,6 +213,11 @@ class Scheduler:
         if breach.follow_up:
             next_due = await self._follow_up(session, ticket, breach.phase, now)
         if next_due is not None:
+            # The ticket shows the deadline its new owner must meet, not the one already missed.
+            if breach.phase == "accept":
+                ticket.accept_due_at = next_due
+            else:
+                ticket.handle_due_at = next_due
             tick.timers.append(
                 {"ticket_id": ticket.id, "kind": f"{breach.phase}_due", "due_at": next_due,
                  "fired_at": None, "fired_by": None}

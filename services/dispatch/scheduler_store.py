@@ -114,7 +114,10 @@ async def save(
     timers: Sequence[dict[str, Any]],
     outbox: Sequence[dict[str, Any]],
 ) -> None:
-    """Write a tick's changes with one statement per table (updates by primary key)."""
+    """Write a tick's changes with one statement per table (updates by primary key).
+
+    Every ticket row carries the same keys (its id, overdue flag, owner and both deadlines), so
+    the update stays one executemany rather than one statement per distinct key set."""
     if tickets:
         await session.execute(update(Ticket), list(tickets))
     for model, rows in (

@@ -128,8 +128,14 @@ class ActionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _needs(self) -> Self:
-        if self.reason is None and self.note and self.action in ("return", "park", "reject"):
-            self.reason = self.note
+        if self.reason is not None:
+            self.reason = self.reason.strip() or None  # a blank reason is no reason
+        if (
+            self.reason is None
+            and self.note.strip()
+            and self.action in ("return", "park", "reject")
+        ):
+            self.reason = self.note.strip()
         missing = [f for f in REQUIRED.get(self.action, ()) if getattr(self, f) is None]
         if missing:
             raise ValueError(f"{self.action} needs {', '.join(missing)}")

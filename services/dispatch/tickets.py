@@ -129,11 +129,11 @@ def new_ticket(
     category = category_of(catalogue, subject.category, subject.priority or "normal")
     priority = subject.priority or category.priority
     city = subject.city or city_code
-    forced: Tier | None = EMERGENCY_TIER if emergency is not None else None
+    at_least: Tier | None = EMERGENCY_TIER if emergency is not None else None
     where = route(
         ctx.rules, category=subject.category, priority=priority, source=subject.source,
         street=subject.street, district=subject.district, city=city,
-        report_count=subject.report_count, forced_tier=forced,
+        report_count=subject.report_count, at_least=at_least,
     )  # fmt: skip
     auto = where.rule is not None and subject.district is not None
     factor = emergency.factor if emergency is not None else 1.0

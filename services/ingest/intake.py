@@ -35,9 +35,11 @@ async def accept(
     session: AsyncSession, runtime: Runtime, payload: EventCreate, submitted_by: str
 ) -> tuple[Event, bool]:
     """Store (in the caller's transaction) and announce an event; (event, True) when new, or
-    (the original, False) when this source already sent this source_ref."""
+    (the original, False) when this sender already sent this source_ref on this channel."""
     if payload.source_ref is not None:
-        existing = await store.find_by_source_ref(session, payload.source, payload.source_ref)
+        existing = await store.find_by_source_ref(
+            session, submitted_by, payload.source, payload.source_ref
+        )
         if existing is not None:
             return existing, False
     category = resolve_category(runtime, payload.category)
@@ -57,7 +59,9 @@ async def submit(
         return event, True
     assert event.source_ref is not None  # only a source_ref can collide
     async with runtime.sessions() as session:
-        original = await store.find_by_source_ref(session, event.source, event.source_ref)
+        original = await store.find_by_source_ref(
+            session, event.submitted_by, event.source, event.source_ref
+        )
     if original is None:  # pragma: no cover - the constraint said it exists
         raise HubError("duplicate event vanished; retry", 503)
     return original, False

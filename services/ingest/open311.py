@@ -8,17 +8,20 @@ errors included, is answered in the spec's error format, in the format the path 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from services.dispatch.departments import department_name
 from services.ingest import open311_format as fmt
 from services.ingest import store
 from services.ingest.intake import submit
@@ -26,6 +29,7 @@ from services.ingest.logic import check_attributes
 from services.ingest.open311_format import Format, Open311Error
 from services.ingest.schemas import EventCreate
 from shared.catalogue import Category
+from shared.db.models import Event, Ticket
 from shared.errors import HubError
 from shared.runtime import Runtime
 from shared.web import RuntimeDep, SessionDep, principal_for_api_key
@@ -363,8 +367,17 @@ async def list_requests(
             offset=(number - 1) * size,
             limit=size,
         )
+    notes = await _notes(session, rows)
+    names = _department_names(runtime)
     body = [
-        fmt.service_request(event, ticket, runtime.catalogue.get(event.category), language)
+        fmt.service_request(
+            event,
+            ticket,
+            runtime.catalogue.get(event.category),
+            language,
+            note=notes.get(ticket.id) if ticket is not None else None,
+            names=names,
+        )
         for event, ticket in rows
     ]
     return _respond("service_requests", body, form)
@@ -386,8 +399,32 @@ async def get_request(
         raise Open311Error(404, f"service_request_id {text!r} not found")
     event, ticket = rows[0]
     category = runtime.catalogue.get(event.category)
-    body = [fmt.service_request(event, ticket, category, fmt.parse_lang(lang))]
+    notes = await _notes(session, rows)
+    body = [
+        fmt.service_request(
+            event,
+            ticket,
+            category,
+            fmt.parse_lang(lang),
+            note=notes.get(ticket.id) if ticket is not None else None,
+            names=_department_names(runtime),
+        )
+    ]
     return _respond("service_requests", body, form)
+
+
+async def _notes(
+    session: AsyncSession, rows: Sequence[tuple[Event, Ticket | None]]
+) -> dict[uuid.UUID, fmt.TicketNote]:
+    """The latest public note of each ticket on the page, in one query."""
+    ticket_ids = {ticket.id for _, ticket in rows if ticket is not None}
+    return await store.latest_notes(session, ticket_ids, fmt.PUBLIC_NOTE_ACTIONS)
+
+
+def _department_names(runtime: Runtime) -> fmt.DepartmentNames:
+    """Names department codes from the shipped directory data and this process's areas (a
+    pure lookup: ingest needs no dispatch context for it)."""
+    return partial(department_name, hierarchy=runtime.hierarchy)
 
 
 def _uuid(text: str) -> uuid.UUID | None:

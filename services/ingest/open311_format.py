@@ -11,7 +11,7 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -65,6 +65,13 @@ STATUS_NOTES: dict[str, tuple[str, str]] = {
     "closed": ("已办结", "closed"),
     "rejected": ("不予受理", "rejected"),
 }
+
+# Timeline actions whose note speaks to the citizen (why rejected or on hold, what was done);
+# other notes (comments, merges, timers' 督办 …) are internal.
+PUBLIC_NOTE_ACTIONS = frozenset({"reject", "return", "park", "resolve", "verify"})
+# (the status the noting action led to, its note), as the store's `latest_notes` gives it.
+TicketNote = tuple[str, str]
+DepartmentNames = Callable[[str], str | None]
 
 
 class Open311Error(Exception):
@@ -194,26 +201,48 @@ def request_status(ticket: Ticket | None) -> Literal["open", "closed"]:
     return "closed" if ticket is not None and ticket.status in CLOSED_TICKET_STATUSES else "open"
 
 
-def status_notes(ticket: Ticket | None, lang: Lang = "zh") -> str | None:
-    """The ticket's state in words; None until dispatch opened a ticket."""
+def status_notes(
+    ticket: Ticket | None, lang: Lang = "zh", note: TicketNote | None = None
+) -> str | None:
+    """The ticket's latest public note while it still describes the ticket's state, else its
+    state in words; None until dispatch opened a ticket."""
     if ticket is None:
         return None
+    if note is not None:
+        led_to, text = note
+        # A closed ticket keeps its resolve note when the verify that closed it had none; a
+        # note from an earlier state (a return reason, once re-dispatched) is out of date.
+        if text.strip() and (
+            led_to == ticket.status or (led_to == "resolved" and ticket.status == "closed")
+        ):
+            return text
     notes = STATUS_NOTES.get(ticket.status)
     if notes is None:
         return ticket.status
     return notes[1] if lang == "en" else notes[0]
 
 
-def agency_responsible(ticket: Ticket | None) -> str | None:
-    """The department handling the ticket, once dispatched (a dispatcher queue is no agency)."""
+def agency_responsible(
+    ticket: Ticket | None, names: DepartmentNames = lambda code: None
+) -> str | None:
+    """The name of the department handling the ticket (its code when `names` does not know it),
+    once dispatched; a dispatcher queue is no agency."""
     department: str | None = getattr(ticket, "department", None)
     if getattr(ticket, "dispatched_at", None) is None or department is None:
         return None
-    return None if department.startswith("dispatch@") else department
+    if department.startswith("dispatch@"):
+        return None
+    return names(department) or department
 
 
 def service_request(
-    event: Event, ticket: Ticket | None, category: Category | None, lang: Lang = "zh"
+    event: Event,
+    ticket: Ticket | None,
+    category: Category | None,
+    lang: Lang = "zh",
+    *,
+    note: TicketNote | None = None,
+    names: DepartmentNames = lambda code: None,
 ) -> dict[str, Any]:
     """One entry of GET requests: the public view of an event (never who reported it)."""
     expected: datetime | None = getattr(ticket, "handle_due_at", None)
@@ -227,11 +256,11 @@ def service_request(
     return {
         "service_request_id": str(event.id),
         "status": request_status(ticket),
-        "status_notes": status_notes(ticket, lang),
+        "status_notes": status_notes(ticket, lang, note),
         "service_name": name,
         "service_code": event.category,
         "description": event.description,
-        "agency_responsible": agency_responsible(ticket),
+        "agency_responsible": agency_responsible(ticket, names),
         "service_notice": service_notice(category, lang),
         "requested_datetime": iso(event.reported_at),
         "updated_datetime": iso(updated),

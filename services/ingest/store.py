@@ -6,20 +6,26 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import CategoryRow, Event, Ticket, TicketEvent
+from shared.db.models import CategoryRow, Event, Ticket, TicketEvent, TicketTransition
 from shared.events import NewEvent
 from shared.messages import Message
 from shared.outbox import add_to_outbox
 
 
-async def find_by_source_ref(session: AsyncSession, source: str, source_ref: str) -> Event | None:
-    """The event a sender already submitted under this reference."""
+async def find_by_source_ref(
+    session: AsyncSession, submitted_by: str | None, source: str, source_ref: str
+) -> Event | None:
+    """The event this sender already submitted under this reference."""
     return await session.scalar(
-        select(Event).where(Event.source == source, Event.source_ref == source_ref)
+        select(Event).where(
+            Event.submitted_by == submitted_by,
+            Event.source == source,
+            Event.source_ref == source_ref,
+        )
     )
 
 
@@ -36,7 +42,9 @@ async def insert_event(
     except IntegrityError:
         if event.source_ref is None:
             raise
-        original = await find_by_source_ref(session, event.source, event.source_ref)
+        original = await find_by_source_ref(
+            session, event.submitted_by, event.source, event.source_ref
+        )
         if original is None:
             raise
         return original, False
@@ -93,3 +101,32 @@ async def events_with_tickets(
 async def catalogue_changed_at(session: AsyncSession) -> datetime | None:
     """When a category was last added or edited."""
     return await session.scalar(select(func.max(CategoryRow.updated_at)))
+
+
+async def latest_notes(
+    session: AsyncSession, ticket_ids: Collection[uuid.UUID], actions: Collection[str]
+) -> dict[uuid.UUID, tuple[str, str]]:
+    """Per ticket, the latest non-empty note left by one of `actions`, as (the status that
+    action led to, the note): one query for a whole page of tickets."""
+    if not ticket_ids:
+        return {}
+    latest = (
+        select(TicketTransition.ticket_id, func.max(TicketTransition.seq).label("seq"))
+        .where(
+            TicketTransition.ticket_id.in_(list(ticket_ids)),
+            TicketTransition.action.in_(list(actions)),
+            TicketTransition.note != "",
+        )
+        .group_by(TicketTransition.ticket_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(TicketTransition.ticket_id, TicketTransition.to_status, TicketTransition.note).join(
+            latest,
+            and_(
+                TicketTransition.ticket_id == latest.c.ticket_id,
+                TicketTransition.seq == latest.c.seq,
+            ),
+        )
+    )
+    return {r.ticket_id: (r.to_status, r.note) for r in rows}

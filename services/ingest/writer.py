@@ -3,7 +3,7 @@ task, which stores a whole batch in one transaction, answers every waiting reque
 transaction has committed, then publishes the batch's `events.ingested` messages.
 
 A 2xx still means "committed", but a busy ingest process pays one commit per batch instead of per
-request (see docs/decisions/0008-group-commit.md). Duplicates (same source + source_ref) are
+request (see docs/decisions/0008-group-commit.md). Duplicates (same sender, source, source_ref) are
 resolved by the database's unique constraint (`ON CONFLICT DO NOTHING`), never by a racy read.
 """
 
@@ -108,7 +108,7 @@ async def _insert_portable(session: AsyncSession, batch: list[_Pending]) -> set[
     """SQLAlchemy Core executemany (SQLite, embedded mode)."""
     result = await session.execute(
         sqlite_insert(_EVENTS)
-        .on_conflict_do_nothing(index_elements=["source", "source_ref"])
+        .on_conflict_do_nothing(index_elements=["submitted_by", "source", "source_ref"])
         .returning(_EVENTS.c.id),
         [p.row for p in batch],
     )
@@ -155,7 +155,7 @@ _PG_ARRAYS = ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_PG_COLUM
 _PG_INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(name for name, _ in _PG_COLUMNS)}) "
     f"SELECT * FROM unnest({_PG_ARRAYS}) "
-    "ON CONFLICT (source, source_ref) DO NOTHING RETURNING id"
+    "ON CONFLICT (submitted_by, source, source_ref) DO NOTHING RETURNING id"
 )
 
 

@@ -114,7 +114,10 @@ class Event(Base):
     """A normalised, geotagged event as ingest accepted it."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("source", "source_ref", name="uq_events_source_ref"),)
+    # Idempotency key: a sender's own reference, per channel (another sender may reuse it).
+    __table_args__ = (
+        UniqueConstraint("submitted_by", "source", "source_ref", name="uq_events_sender_ref"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     source: Mapped[str] = mapped_column(String(16))

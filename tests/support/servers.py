@@ -165,23 +165,33 @@ def _mosquitto(servers: Servers) -> tuple[str, int]:
         return host, int(given or 1883)
     if not _force_private() and port_open("127.0.0.1", 1883):
         return "127.0.0.1", 1883
+    port = free_port()
+    confdir = tempfile.mkdtemp(prefix="cityhub-mqtt-")
+    servers._dirs.append(confdir)
+    servers._procs.append(start_mosquitto(port, Path(confdir)))
+    return "127.0.0.1", port
+
+
+def start_mosquitto(port: int, confdir: Path) -> subprocess.Popen[bytes]:
+    """An anonymous Mosquitto without persistence on 127.0.0.1:port, once it listens."""
     binary = _which("mosquitto", "/usr/sbin/mosquitto")
     if binary is None:
         raise ServerUnavailableError(
             "Mosquitto is needed for the tests: install it (apt-get install mosquitto) "
             "or set CITYHUB_TEST_MQTT_URL=mqtt://host:port"
         )
-    port = free_port()
-    confdir = tempfile.mkdtemp(prefix="cityhub-mqtt-")
-    servers._dirs.append(confdir)
-    conf = Path(confdir) / "mosquitto.conf"
+    conf = confdir / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     proc = subprocess.Popen(
         [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    servers._procs.append(proc)
-    _wait_port(port, proc, "mosquitto")
-    return "127.0.0.1", port
+    try:
+        _wait_port(port, proc, "mosquitto")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
 
 
 @contextlib.contextmanager

@@ -148,6 +148,16 @@ def parse_reading(payload: bytes, now: float) -> Reading:
     for metric, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RejectedError("bad_value", f"{metric[:64]!r} must be a number")
+        if isinstance(value, int):
+            # Past 1e308 orjson refuses the literal and the standard library fallback reads it
+            # exactly, so no float holds it: refused like inf. Others become floats (the
+            # columns are floats; SQLite cannot bind an integer of more than 63 bits).
+            try:
+                values[metric] = value = float(value)
+            except OverflowError:
+                raise RejectedError(
+                    "bad_value", f"{metric[:64]!r} is a {value.bit_length()}-bit integer: too large"
+                ) from None
         if not math.isfinite(value):
             raise RejectedError("bad_value", f"{metric[:64]!r} is {value}: not a finite number")
     extra = data.keys() - {"ts", "values"}

@@ -235,6 +235,8 @@ async def test_bad_action_bodies_are_422(embedded_hub: Hub) -> None:
     for body in (
         {"action": "fly"},
         {"action": "reject"},
+        {"action": "reject", "reason": "   "},  # blank is no reason
+        {"action": "return", "note": " "},
         {"action": "verify"},
         {"action": "callback", "score": 9},
         {"action": "comment"},

@@ -27,11 +27,13 @@ async def test_an_edited_note_breaks_the_chain(request: pytest.FixtureRequest, m
     settings: Settings = request.getfixturevalue(f"{mode}_settings")
     async with running_hub(settings) as hub:
         street = hub.streets()[0]
-        desk = await hub.user("desk", "dispatcher", "city")
+        boss = await hub.user("boss", "manager", "city")
         lon, lat = hub.point(street)
         honest = await hub.report(category="C0501", location=shifted(lon, lat))
         forged = await hub.report(category="C0501", location=shifted(lon, lat, 500))
-        for ticket_id in (honest, forged):
+        for n, ticket_id in enumerate((honest, forged)):
+            owner = (await hub.ticket(ticket_id, boss))["owner_code"]  # C0501: 属地, the street
+            desk = await hub.user(f"desk{n}", "dispatcher", f"street:{owner}")
             await hub.ok(ticket_id, desk, "comment", note="已电话联系报告人")
             await hub.ok(ticket_id, desk, "reject", reason="重复报告")
 

@@ -34,6 +34,13 @@ def test_illegal_transition_names_state_and_allowed_actions() -> None:
     assert "allowed now: comment, callback" in err.value.message
 
 
+def test_reject_only_before_dispatch() -> None:
+    assert next_status("new", "reject") == "rejected"
+    for status in ("dispatched", "accepted", "in_progress", "parked", "resolved"):
+        with pytest.raises(IllegalTransitionError):
+            next_status(status, "reject")  # parked: it may have been dispatched before
+
+
 def test_verify_needs_a_result() -> None:
     with pytest.raises(IllegalTransitionError):
         next_status("resolved", "verify")

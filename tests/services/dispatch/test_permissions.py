@@ -46,14 +46,16 @@ def test_reading_is_geographic(principal: Principal, place: Place, visible: bool
 
 ALLOWED = None
 CASES: list[tuple[Principal, Place, Action, str | None]] = [
-    # dispatchers act on what their centre owns, or what a centre below them in their area owns
+    # dispatchers act only on what their own centre owns (责任主体唯一), above or below alike
     (who("dispatcher", f"street:{S}"), STREET_TICKET, "dispatch", ALLOWED),
+    (who("dispatcher", f"street:{S}"), STREET_TICKET, "escalate", ALLOWED),
     (who("dispatcher", f"street:{S}"), DISTRICT_TICKET, "dispatch", "owned by the district"),
     (who("dispatcher", f"street:{S}"), DISTRICT_TICKET, "comment", "read-only"),
-    (who("dispatcher", f"district:{D}"), STREET_TICKET, "escalate", ALLOWED),
+    (who("dispatcher", f"district:{D}"), STREET_TICKET, "escalate", "owned by the street"),
     (who("dispatcher", f"district:{D}"), DISTRICT_TICKET, "verify", ALLOWED),
     (who("dispatcher", f"district:{D}"), CITY_TICKET, "reassign", "owned by the city"),
-    (who("dispatcher", "city"), STREET_TICKET, "merge", ALLOWED),
+    (who("dispatcher", "city"), STREET_TICKET, "merge", "owned by the street"),
+    (who("dispatcher", "city"), CITY_TICKET, "merge", ALLOWED),
     (who("dispatcher", "city"), UNLOCATED, "dispatch", ALLOWED),
     (who("dispatcher", "city"), STREET_TICKET, "accept", "dispatcher may not accept"),
     # field staff act on their own department's tickets only

@@ -69,7 +69,13 @@ def test_located_to_a_district_only() -> None:
     assert (r.tier, r.centre, r.department) == ("district", "500101", "cgj@500101")
 
 
-def test_emergency_mode_forces_the_tier() -> None:
+def test_emergency_mode_raises_the_tier_but_never_lowers_it() -> None:
     r = route(RULES, category="E0401", priority="normal", source="hotline",
-              forced_tier="district", **WHERE)  # fmt: skip
+              at_least="district", **WHERE)  # fmt: skip
     assert (r.tier, r.centre) == ("district", "500103")
+    critical = route(RULES, category="E0401", priority="critical", source="hotline",
+                     at_least="district", **WHERE)  # fmt: skip
+    assert (critical.tier, critical.centre) == ("city", "500000")
+    nowhere = route(RULES, category="E0401", priority="normal", source="hotline",
+                    street=None, district=None, city="500000", at_least="district")  # fmt: skip
+    assert (nowhere.tier, nowhere.centre) == ("city", "500000")

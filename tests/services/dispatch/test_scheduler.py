@@ -159,6 +159,30 @@ async def test_a_breach_marks_overdue_supervises_and_escalates_one_tier(db: Db) 
     assert ("accept_due", MONDAY_9 + timedelta(hours=2)) in await pending(db, ticket.id)
 
 
+async def test_a_breach_stores_the_follow_up_deadline_on_the_ticket(db: Db) -> None:
+    unaccepted = await new_ticket(db, MONDAY_9)
+    accepted = await new_ticket(db, MONDAY_9, status="accepted")
+
+    async def escalated_with_follow_up(ticket: Ticket, kind: str) -> Ticket:
+        after = await reload(db, ticket.id)
+        assert after.owner_tier == "district"
+        [follow_up] = [due for k, due in await pending(db, ticket.id) if k == kind]
+        assert (after.accept_due_at if kind == "accept_due" else after.handle_due_at) == follow_up
+        return after
+
+    clock = ManualClock(MONDAY_9 + timedelta(hours=1))  # `unaccepted` misses its accept deadline
+    s = scheduler(db, clock)
+    await s.fire_due()
+    after = await escalated_with_follow_up(unaccepted, "accept_due")
+    assert after.accept_due_at == MONDAY_9 + timedelta(hours=2)
+    assert after.handle_due_at == unaccepted.handle_due_at  # the other deadline stays
+    clock.set(MONDAY_9 + timedelta(hours=5, minutes=30))  # `accepted` misses its handle deadline
+    await s.fire_due()
+    after = await escalated_with_follow_up(accepted, "handle_due")
+    assert after.handle_due_at is not None and after.handle_due_at > clock.now
+    assert after.accept_due_at == accepted.accept_due_at
+
+
 async def test_still_late_at_the_district_it_goes_to_the_city(db: Db) -> None:
     ticket = await new_ticket(db, MONDAY_9)
     clock = ManualClock(MONDAY_9 + timedelta(hours=1))

@@ -65,8 +65,9 @@ async def test_farther_points_and_other_problems_open_their_own_tickets(hub: Hub
 
 
 async def test_closed_tickets_never_merge(hub: Hub) -> None:
-    desk = hub.users["city-desk"]
-    lon, lat = hub.point(hub.streets()[2])
+    street = hub.streets()[2]
+    desk = await hub.user("street-desk", "dispatcher", f"street:{street.code}")  # the owner
+    lon, lat = hub.point(street)
     first = await hub.report(category="E0602", location=shifted(lon, lat))  # 属地: stays new
     assert (await hub.act(first, desk, "reject", reason="不属于城市管理范围")).status_code == 200
     again = await hub.report(category="E0602", location=shifted(lon, lat, east_m=5))

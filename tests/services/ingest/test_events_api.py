@@ -65,6 +65,18 @@ async def test_malformed_json_is_422(
         headers={**h["a"], "content-type": "application/json"},
     )
     assert reply.status_code == 422
+    error = reply.json()["detail"][0]
+    assert error["type"] == "json_invalid" and error["loc"] == ["body", 1]  # where it broke
+
+
+async def test_missing_or_wrong_api_key_is_401(
+    hub: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    client, _h = hub
+    missing = await client.post("/api/v1/events", json=GOOD)
+    assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
+    wrong = await client.post("/api/v1/events", json=GOOD, headers={"X-API-Key": "chk_nope"})
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "invalid API key"
 
 
 async def test_managers_may_not_submit_and_integrators_may_not_read_tickets(
@@ -101,3 +113,20 @@ async def test_concurrent_duplicates_store_one_event(
         "/api/v1/events", json={**body, "source": "grid"}, headers=h["a"]
     )
     assert other_source.status_code == 201
+
+
+async def test_a_reference_is_a_senders_own(
+    hub: tuple[httpx.AsyncClient, dict[str, dict[str, str]]],
+) -> None:
+    """Another integrator reusing a reference gets an event of its own, never the first one's."""
+    client, h = hub
+    body = {**GOOD, "source": "hotline", "source_ref": "ticket-1", "description": "A's secret"}
+    first = await client.post("/api/v1/events", json=body, headers=h["a"])
+    theirs = await client.post(
+        "/api/v1/events", json={**body, "description": "B's"}, headers=h["b"]
+    )
+    assert (first.status_code, theirs.status_code) == (201, 201)
+    assert theirs.json()["id"] != first.json()["id"]
+    assert theirs.json()["description"] == "B's"
+    batch = await client.post("/api/v1/events/batch", json={"events": [body]}, headers=h["b"])
+    assert batch.json()["results"][0]["event"]["id"] == theirs.json()["id"]  # B's own original

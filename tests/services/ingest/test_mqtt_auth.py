@@ -19,10 +19,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from services.ingest.mqtt_auth import publisher_sensor
 from shared.mqtt_passwords import mosquitto_hash, mosquitto_verify
-from tests.support.mqtt import connack, publisher
+from tests.support.mqtt import _connect, connack, publisher
 from tests.support.processes import cli
 from tests.support.sensors import WATER_LEVEL, SensorHub, sensor_hub
 from tests.support.servers import free_port, port_open
@@ -57,6 +58,29 @@ async def test_integrators_publish_only_under_their_own_sensors(hub: SensorHub) 
         await hub.wait_alarms("acme-1", lambda a: len(a) == 1)
     assert await hub.alarms("other-1", owner="other") == []
     assert (await hub.dead_letters())["items"] == []  # dropped at the broker, never delivered
+
+
+async def connack_with_will(hub: SensorHub, owner: str, will_topic: str) -> ReasonCode | None:
+    """The broker's answer to the integrator's login with an `offline` will on `will_topic`."""
+    login = (hub.host, hub.port, owner, hub.keys[owner], (will_topic, b"offline"))
+    client, reason = await asyncio.to_thread(_connect, *login)
+    client.disconnect()
+    await asyncio.to_thread(client.loop_stop)
+    return reason
+
+
+async def test_embedded_broker_refuses_a_will_on_someone_elses_sensor(hub: SensorHub) -> None:
+    await hub.put_sensor("acme-1")
+    await hub.put_sensor("other-1", owner="other")
+    # amqtt publishes wills unchecked: accepted, this one would raise other-1's offline alarm.
+    foreign = await connack_with_will(hub, "acme", hub.topic("other-1", "status"))
+    assert foreign is None or foreign.is_failure
+    unregistered = await connack_with_will(hub, "acme", hub.topic("unregistered", "status"))
+    assert unregistered is None or unregistered.is_failure
+    async with hub.publisher(will=(hub.topic("acme-1", "status"), b"offline")) as device:
+        device.drop()  # its own sensor: the will is published
+        await hub.wait_alarms("acme-1", lambda a: len(a) == 1)
+    assert await hub.alarms("other-1", owner="other") == []
 
 
 def test_sensor_topics_name_their_sensor() -> None:

@@ -37,6 +37,13 @@ def test_readings_with_iso_or_epoch_ms_timestamps() -> None:
     assert parse_reading(b'{"values": {"a": 2}}', NOW).ts == NOW
 
 
+def test_integer_values_become_floats() -> None:
+    # 2**64 - 1 comes out of orjson as an int, which SQLite could not store.
+    values = parse_reading(b'{"values": {"a": 18446744073709551615, "b": 3}}', NOW).values
+    assert values == {"a": 1.8446744073709552e19, "b": 3.0}
+    assert all(type(v) is float for v in values.values())
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -50,6 +57,8 @@ def test_readings_with_iso_or_epoch_ms_timestamps() -> None:
         (b'{"values": {"a": NaN}}', "bad_value"),
         (b'{"values": {"a": Infinity}}', "bad_value"),
         (b'{"values": {"a": 1e999}}', "bad_value"),
+        (b'{"values": {"a": 1' + b"0" * 400 + b"}}", "bad_value"),  # no float holds 10**400
+        (b'{"values": {"a": -1' + b"0" * 400 + b"}}", "bad_value"),
         (b'{"ts": "yesterday", "values": {"a": 1}}', "bad_timestamp"),
         (b'{"ts": "2026-01-01T08:00:00", "values": {"a": 1}}', "bad_timestamp"),
         (b'{"ts": 1767225600, "values": {"a": 1}}', "bad_timestamp"),  # seconds, not ms
