@@ -198,6 +198,8 @@ async def _defer(s: Step) -> None:
     if until <= s.now:
         raise HubError("defer needs a time in the future", 422)
     previous = s.ticket.handle_due_at
+    if previous is not None and until <= previous:
+        raise HubError(f"defer moves the handling deadline later than {previous.isoformat()}", 422)
     s.ticket.handle_due_at = until
     warn = s.now + (until - s.now) * WARN_FRACTION
     await timer_rows.replace(s.session, s.ticket.id, [("handle_warn", warn), ("handle_due", until)])

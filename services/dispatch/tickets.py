@@ -23,7 +23,13 @@ from services.dispatch.changes import ticket_changed
 from services.dispatch.context import DispatchContext, context_of
 from services.dispatch.deadlines import Deadlines, plan
 from services.dispatch.emergency import EMERGENCY_TIER, ActiveMode, cache_of, pick
-from services.dispatch.merging import Candidate, MergePolicy, family_members, sensor_of
+from services.dispatch.merging import (
+    Candidate,
+    MergePolicy,
+    family,
+    family_members,
+    sensor_of,
+)
 from services.dispatch.routing import Tier, route
 from services.dispatch.timeline import GENESIS, entry_row
 from shared.catalogue import Catalogue, Category
@@ -234,6 +240,8 @@ class Pool:
         self.policy = policy
         self.by_id: dict[uuid.UUID, Ticket] = {}
         self.cells: dict[int, list[Candidate]] = defaultdict(list)
+        # (sensor, problem family): a sensor's alarms join its open ticket of that problem even
+        # when a citizen's report of the same family opened it (积水 alarm → 道路积水 ticket).
         self.sensors: dict[tuple[str, str], Ticket] = {}
 
     def add(self, ticket: Ticket) -> None:
@@ -243,16 +251,16 @@ class Pool:
             key = self.policy.cell_key(ticket.category, ticket.lon, ticket.lat)
             self.cells[key].append(_candidate(ticket))
         if ticket.sensor_id is not None:
-            self.sensors.setdefault((ticket.sensor_id, ticket.category), ticket)
+            self.sensors.setdefault((ticket.sensor_id, family(ticket.category)), ticket)
 
     def adopt_sensor(self, ticket: Ticket, sensor_id: str, category: str) -> None:
         """Later alarms of this sensor and type join this ticket too."""
-        self.sensors.setdefault((sensor_id, category), ticket)
+        self.sensors.setdefault((sensor_id, family(category)), ticket)
 
     def find(self, msg: EventIngestedV1, sensor_id: str | None) -> Ticket | None:
         """The ticket the event joins, if any."""
         if sensor_id is not None:
-            found = self.sensors.get((sensor_id, msg.category))
+            found = self.sensors.get((sensor_id, family(msg.category)))
             if found is not None:
                 return found
         if msg.lon is None or msg.lat is None:

@@ -154,6 +154,8 @@ async def test_dispatch_return_reassign_defer_park(hub: Hub) -> None:
     assert (
         await hub.act(ticket_id, desk, "defer", until="2001-01-01T00:00:00Z")
     ).status_code == 422
+    earlier = await hub.act(ticket_id, desk, "defer", until="2098-01-01T00:00:00Z")
+    assert earlier.status_code == 422 and "later than" in earlier.json()["detail"]
     parked = await hub.ok(ticket_id, desk, "park", reason="待专项整治")
     assert parked["status"] == "parked" and await pending_timers(hub, ticket_id) == []
     again = await hub.ok(ticket_id, desk, "dispatch")

@@ -177,3 +177,18 @@ async def test_events_of_one_batch_merge_with_each_other(hub: Hub) -> None:
     ]
     tickets = {await hub.ticket_of(e["id"]) for e in events}
     assert len(tickets) == 1
+
+
+async def test_a_sensor_keeps_joining_the_citizen_ticket_its_first_alarm_joined(hub: Hub) -> None:
+    lon, lat = hub.point(hub.streets()[6])
+    citizen = await hub.report(category="E0501", location=shifted(lon, lat))  # 道路积水, 12345
+    alarm = await hub.report(
+        source="sensor", source_ref="WL-9:water_level_cm>30:1", category="S0101",
+        location=shifted(lon, lat, east_m=20),
+    )  # fmt: skip
+    later = await hub.report(  # a later batch, and beyond the merge distance: still that ticket
+        source="sensor", source_ref="WL-9:water_level_cm>30:2", category="S0101",
+        location=shifted(lon, lat, east_m=800),
+    )  # fmt: skip
+    assert alarm == citizen and later == citizen
+    assert (await hub.ticket(citizen, hub.users["city-desk"]))["report_count"] == 3
