@@ -200,8 +200,7 @@ class SensorIntake:
         return writes
 
     def _device_alarm(self, sensor: SensorState, alarm: DeviceAlarm, now: float) -> list[Write]:
-        writes: list[Write] = []
-        self._seen(sensor, now, writes)
+        writes: list[Write] = []  # not a reading: the offline clock keeps running
         key = DEVICE_KEY_PREFIX + alarm.type
         is_open = bool(sensor.alarms and key in sensor.alarms)
         if alarm.severity == "clear":
@@ -227,10 +226,10 @@ class SensorIntake:
         return writes
 
     def _status(self, sensor: SensorState, status: Status, now: float) -> list[Write]:
+        # "Online" says the link is up, not that the sensor measures: only a reading resets the
+        # offline clock ("no reading for 3× the interval") or clears device_offline.
         writes: list[Write] = []
-        if status.online:
-            self._seen(sensor, now, writes)
-        elif not (sensor.alarms and OFFLINE_KEY in sensor.alarms):
+        if not status.online and not (sensor.alarms and OFFLINE_KEY in sensor.alarms):
             writes.append(self._raise_offline(sensor, now, "its connection dropped (last will)"))
         return writes
 

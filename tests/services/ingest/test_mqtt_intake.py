@@ -4,6 +4,7 @@ messages become dead letters and never stop the consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -270,3 +271,22 @@ async def test_ingest_service_on_postgres_and_redis(
             assert sensor["last_seen_at"] is not None
     finally:
         clear_session(servers.mqtt_host, servers.mqtt_port, settings.mqtt_client_id)
+
+
+async def test_heartbeats_without_readings_still_go_offline(hub: SensorHub) -> None:
+    await hub.put_sensor("wl-8", interval_s=1)
+    async with hub.publisher() as pub:
+        await pub.publish(hub.topic("wl-8"), reading(10))
+
+        async def heartbeat() -> None:  # the link stays up, the sensor measures nothing
+            while True:
+                await pub.publish(hub.topic("wl-8", "status"), "online")
+                await asyncio.sleep(0.5)
+
+        beating = asyncio.create_task(heartbeat())
+        try:
+            offline = await hub.wait_alarms("wl-8", lambda a: len(a) == 1, within=15)
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+    assert (offline[0]["kind"], offline[0]["state"]) == ("offline", "raised")
