@@ -329,6 +329,7 @@ async def act(
         session, ticket.id, at=now, actor=principal.subject, action=req.action,
         from_status=before, to_status=after, note=step.note, data=step.data,
     )  # fmt: skip
+    ticket.timeline_head = entry.hash
     add_to_outbox(session, ticket_changed(ticket, req.action, transition_info(entry)))
     for message in step.messages:
         add_to_outbox(session, message)

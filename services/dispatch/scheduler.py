@@ -68,15 +68,18 @@ class Tick:
 
     async def write(self, session: AsyncSession) -> None:
         """Store the tick's changes in the open transaction."""
+        heads = {row["ticket_id"]: row["hash"] for row in self.chain.rows}  # the last one wins
         tickets = [
             {"id": t.id, "overdue": t.overdue, "owner_tier": t.owner_tier,
              "owner_code": t.owner_code, "accept_due_at": t.accept_due_at,
-             "handle_due_at": t.handle_due_at, "updated_at": t.updated_at}
+             "handle_due_at": t.handle_due_at, "updated_at": t.updated_at,
+             "timeline_head": heads.pop(t.id, t.timeline_head)}
             for t in self.changed.values()
         ]  # fmt: skip
         await store.save(
             session, tickets=tickets, transitions=self.chain.rows, orders=self.orders,
             timers=self.timers, outbox=self.outbox,
+            heads=[{"id": ticket_id, "timeline_head": h} for ticket_id, h in heads.items()],
         )  # fmt: skip
 
 

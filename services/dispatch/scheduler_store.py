@@ -113,13 +113,15 @@ async def save(
     orders: Sequence[dict[str, Any]],
     timers: Sequence[dict[str, Any]],
     outbox: Sequence[dict[str, Any]],
+    heads: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Write a tick's changes with one statement per table (updates by primary key).
 
     Every ticket row carries the same keys (its id, overdue flag, owner and both deadlines), so
     the update stays one executemany rather than one statement per distinct key set."""
-    if tickets:
-        await session.execute(update(Ticket), list(tickets))
+    for rows in (tickets, heads):  # changed tickets; tickets that only got an entry (warnings)
+        if rows:
+            await session.execute(update(Ticket), list(rows))
     for model, rows in (
         (TicketTransition, transitions), (SupervisionOrder, orders), (Timer, timers),
         (OutboxMessage, outbox),

@@ -94,6 +94,7 @@ class Batch:
         seq, prev = self.heads.get(ticket.id, (0, GENESIS))
         row = entry_row(ticket.id, seq + 1, prev, at=at, **fields)
         self.heads[ticket.id] = (row["seq"], row["hash"])
+        ticket.timeline_head = row["hash"]
         self.entries.append(row)
         return TransitionInfo(
             seq=row["seq"], at=at, actor=row["actor"], action=row["action"],
@@ -158,6 +159,7 @@ def new_ticket(
         accept_due_at=deadlines.accept_due, handle_due_at=deadlines.handle_due, overdue=False,
         rework_count=0, merged_into=None, emergency=emergency.incident if emergency else None,
         dispatched_at=now if auto else None, accepted_at=None, resolved_at=None,
+        timeline_head=None,
         closed_at=None, satisfaction=None,
     )  # fmt: skip
     batch.tickets.append(ticket)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import TicketTransition
+from shared.db.models import Ticket, TicketTransition
 
 GENESIS = ""  # prev_hash of a ticket's first entry
 
@@ -70,28 +70,6 @@ def entry_row(
     return row
 
 
-def make_entry(
-    ticket_id: uuid.UUID,
-    seq: int,
-    prev_hash: str,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    from_status: str | None,
-    to_status: str,
-    note: str = "",
-    data: dict[str, Any] | None = None,
-) -> TicketTransition:
-    """A transient entry after (`seq` - 1, `prev_hash`), for callers that add it themselves."""
-    return TicketTransition(
-        **entry_row(
-            ticket_id, seq, prev_hash, at=at, actor=actor, action=action,
-            from_status=from_status, to_status=to_status, note=note, data=data,
-        )
-    )  # fmt: skip
-
-
 async def append(
     session: AsyncSession,
     ticket_id: uuid.UUID,
@@ -114,15 +92,11 @@ async def append(
     )
     seq = 1 if last is None else last.seq + 1
     prev = GENESIS if last is None else last.hash
-    payload = data or {}
     entry = TicketTransition(
-        ticket_id=ticket_id, seq=seq, at=at, actor=actor, action=action,
-        from_status=from_status, to_status=to_status, note=note, data=payload, prev_hash=prev,
-        hash=entry_hash(
-            ticket_id=ticket_id, seq=seq, at=at, actor=actor, action=action,
-            from_status=from_status, to_status=to_status, note=note, data=payload,
-            prev_hash=prev,
-        ),
+        **entry_row(
+            ticket_id, seq, prev, at=at, actor=actor, action=action,
+            from_status=from_status, to_status=to_status, note=note, data=data,
+        )
     )  # fmt: skip
     session.add(entry)
     await session.flush()
@@ -158,8 +132,19 @@ def verify_chain(entries: Sequence[TicketTransition]) -> ChainBreak | None:
 
 
 async def verify_all(session: AsyncSession, batch: int = 5_000) -> Iterable[ChainBreak]:
-    """Every broken chain in the database (streams entries ticket by ticket)."""
+    """Every broken chain in the database (streams entries ticket by ticket), including chains
+    whose last entries were deleted: each ticket records the hash of its latest entry."""
+    heads = dict((await session.execute(select(Ticket.id, Ticket.timeline_head))).tuples().all())
     breaks: list[ChainBreak] = []
+
+    def check(entries: list[TicketTransition]) -> None:
+        found = verify_chain(entries)
+        head = heads.pop(entries[0].ticket_id, None)
+        if found is None and head is not None and head != entries[-1].hash:
+            found = ChainBreak(entries[0].ticket_id, entries[-1].seq + 1, "later entries missing")
+        if found is not None:
+            breaks.append(found)
+
     current: list[TicketTransition] = []
     result = await session.stream_scalars(
         select(TicketTransition)
@@ -168,10 +153,10 @@ async def verify_all(session: AsyncSession, batch: int = 5_000) -> Iterable[Chai
     )
     async for entry in result:
         if current and entry.ticket_id != current[0].ticket_id:
-            if (found := verify_chain(current)) is not None:
-                breaks.append(found)
+            check(current)
             current = []
         current.append(entry)
-    if current and (found := verify_chain(current)) is not None:
-        breaks.append(found)
+    if current:
+        check(current)
+    breaks += [ChainBreak(t, 1, "every entry missing") for t, head in heads.items() if head]
     return breaks

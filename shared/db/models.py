@@ -218,6 +218,8 @@ class Ticket(Base):
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     satisfaction: Mapped[int | None] = mapped_column(Integer)
+    # Hash of the latest timeline entry: an audit notices entries deleted from the end.
+    timeline_head: Mapped[str | None] = mapped_column(String(64))
 
 
 class TicketEvent(Base):

@@ -1,11 +1,11 @@
-"""`cityhub audit verify` finds a timeline row edited behind the hub's back."""
+"""`cityhub audit verify` finds timeline rows edited or deleted behind the hub's back."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from shared.db.models import TicketTransition
 from shared.settings import Settings
@@ -56,3 +56,32 @@ async def test_an_edited_note_breaks_the_chain(request: pytest.FixtureRequest, m
     assert broken.returncode == 1
     assert f"ticket {forged}: entry 2: content does not match its hash" in broken.stderr
     assert honest not in broken.stderr
+
+
+async def test_deleted_last_entries_are_noticed(embedded_settings: Settings) -> None:
+    async with running_hub(embedded_settings) as hub:
+        street = hub.streets()[1]
+        boss = await hub.user("boss", "manager", "city")
+        lon, lat = hub.point(street)
+        trimmed = await hub.report(category="C0501", location=shifted(lon, lat))
+        emptied = await hub.report(category="C0501", location=shifted(lon, lat, 500))
+        for n, ticket_id in enumerate((trimmed, emptied)):
+            owner = (await hub.ticket(ticket_id, boss))["owner_code"]
+            desk = await hub.user(f"desk{n}", "dispatcher", f"street:{owner}")
+            await hub.ok(ticket_id, desk, "reject", reason="重复报告")
+        assert cli(_env(embedded_settings), "audit", "verify").returncode == 0
+
+        async with hub.runtime.sessions() as session, session.begin():
+            await session.execute(  # hide the rejection: drop the newest entry
+                delete(TicketTransition).where(
+                    TicketTransition.ticket_id == uuid.UUID(trimmed), TicketTransition.seq == 2
+                )
+            )
+            await session.execute(
+                delete(TicketTransition).where(TicketTransition.ticket_id == uuid.UUID(emptied))
+            )
+
+    broken = cli(_env(embedded_settings), "audit", "verify")
+    assert broken.returncode == 1
+    assert f"ticket {trimmed}: entry 2: later entries missing" in broken.stderr
+    assert f"ticket {emptied}: entry 1: every entry missing" in broken.stderr
