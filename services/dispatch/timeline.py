@@ -134,7 +134,8 @@ def verify_chain(entries: Sequence[TicketTransition]) -> ChainBreak | None:
 async def verify_all(session: AsyncSession, batch: int = 5_000) -> Iterable[ChainBreak]:
     """Every broken chain in the database (streams entries ticket by ticket), including chains
     whose last entries were deleted: each ticket records the hash of its latest entry."""
-    heads = dict((await session.execute(select(Ticket.id, Ticket.timeline_head))).tuples().all())
+    rows = await session.execute(select(Ticket.id, Ticket.timeline_head))
+    heads = {ticket_id: head for ticket_id, head in rows}
     breaks: list[ChainBreak] = []
 
     def check(entries: list[TicketTransition]) -> None:
