@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     mqtt_client_id: str = Field(default="cityhub-ingest", min_length=1, max_length=64)
     # Replicas on Mosquitto share the work through `$share/<group>/...` (unset: plain subscription).
     mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    # Dead letters (refused input, kept to show integrators what went wrong) live this long.
+    dead_letter_retention_h: float = Field(default=720.0, gt=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     # Streams and keys are prefixed so several hubs (or test runs) can share one Redis.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
 from fastapi import FastAPI
 
-from services.ingest import dead_letters_api, grid_api, open311
+from services.ingest import dead_letters, dead_letters_api, grid_api, open311
 from services.ingest.api import router
 from services.ingest.mqtt_intake import mqtt_worker
 from services.ingest.sensors import api as sensors_api
@@ -13,6 +17,8 @@ from services.ingest.writer import WRITER_KEY, event_writer
 from shared.runtime import Runtime
 from shared.service import Component, build_app
 from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 async def alarm_writer(runtime: Runtime) -> None:
@@ -27,6 +33,33 @@ async def sensor_upkeep(runtime: Runtime) -> None:
     await intake.upkeep_loop()
 
 
+DEAD_LETTER_PRUNE_EVERY_S = 3600.0
+DEAD_LETTER_PRUNE_BATCH = 5_000
+
+
+async def prune_dead_letters(runtime: Runtime) -> int:
+    """Delete dead letters older than the retention, in batches; how many."""
+    retention = timedelta(hours=runtime.settings.dead_letter_retention_h)
+    before = datetime.now(UTC) - retention
+    deleted = 0
+    while True:
+        async with runtime.sessions() as session, session.begin():
+            n = await dead_letters.prune_dead_letters(session, before, DEAD_LETTER_PRUNE_BATCH)
+        deleted += n
+        if n < DEAD_LETTER_PRUNE_BATCH:
+            return deleted
+
+
+async def dead_letter_upkeep(runtime: Runtime) -> None:
+    """Prune old dead letters at start and then hourly (the table would grow for ever)."""
+    while True:
+        try:
+            await prune_dead_letters(runtime)
+        except Exception:
+            logger.exception("pruning dead letters failed; trying again later")
+        await asyncio.sleep(DEAD_LETTER_PRUNE_EVERY_S)
+
+
 def component() -> Component:
     """Ingest's routes, its event writer and its MQTT sensor intake."""
     return Component(
@@ -38,7 +71,7 @@ def component() -> Component:
             sensors_api.router,
             dead_letters_api.router,
         ],
-        workers=[mqtt_worker, alarm_writer, sensor_upkeep],
+        workers=[mqtt_worker, alarm_writer, sensor_upkeep, dead_letter_upkeep],
         body_limits={"/api/v1/grid-reports": grid_api.GRID_BODY_LIMIT},
         resources={WRITER_KEY: event_writer, INTAKE_KEY: open_sensor_intake},
     )
