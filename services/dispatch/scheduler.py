@@ -155,7 +155,9 @@ class Scheduler:
 
     async def _prune_when_due(self) -> None:
         now = self.clock()
-        if self._next_prune is not None and now < self._next_prune:
+        if self._next_prune is None:  # not at start-up, when every worker wants the database
+            self._next_prune = now + PRUNE_EVERY
+        if now < self._next_prune:
             return
         self._next_prune = now + PRUNE_EVERY
         try:

@@ -51,13 +51,13 @@ async def prune_dead_letters(runtime: Runtime) -> int:
 
 
 async def dead_letter_upkeep(runtime: Runtime) -> None:
-    """Prune old dead letters at start and then hourly (the table would grow for ever)."""
+    """Prune old dead letters hourly (the table would grow for ever)."""
     while True:
+        await asyncio.sleep(DEAD_LETTER_PRUNE_EVERY_S)  # not at start-up: it is busy enough
         try:
             await prune_dead_letters(runtime)
         except Exception:
             logger.exception("pruning dead letters failed; trying again later")
-        await asyncio.sleep(DEAD_LETTER_PRUNE_EVERY_S)
 
 
 def component() -> Component:
