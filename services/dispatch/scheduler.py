@@ -30,7 +30,8 @@ from services.dispatch.supervision import Breach, Phase, Warn, decide, ticket_co
 from services.dispatch.work_calendar import load_calendar
 from shared.catalogue import Catalogue
 from shared.db.engine import is_postgres
-from shared.db.models import Ticket
+from shared.db.models import Ticket, Timer
+from shared.db.retention import delete_older
 from shared.messages import TicketChangedV2, TransitionInfo, encode
 from shared.runtime import Runtime
 
@@ -41,7 +42,6 @@ FIRE_BATCH = 500  # timers claimed (and applied) per transaction
 ERROR_BACKOFF_S = 1.0  # seconds to wait after a failed tick
 ACTOR = "system"  # who timeline entries written by timers name
 PRUNE_EVERY = timedelta(minutes=10)  # how often fired timer rows past their retention go
-PRUNE_BATCH = 5_000  # rows deleted per transaction
 
 Clock = Callable[[], datetime]
 
@@ -144,14 +144,7 @@ class Scheduler:
     async def prune(self) -> int:
         """Delete fired timer rows older than `retention` (they would otherwise pile up for
         ever); how many. Runs between ticks, in batches, so firing never waits long."""
-        before = self.clock() - self.retention
-        deleted = 0
-        while True:
-            async with self.sessions() as session, session.begin():
-                n = await store.prune_fired(session, before, PRUNE_BATCH)
-            deleted += n
-            if n < PRUNE_BATCH:
-                return deleted
+        return await delete_older(self.sessions, Timer.fired_at, self.clock() - self.retention)
 
     async def _prune_when_due(self) -> None:
         now = self.clock()

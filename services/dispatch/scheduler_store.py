@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import OutboxMessage, SupervisionOrder, Ticket, TicketTransition, Timer
@@ -55,18 +55,6 @@ async def claim_due(
     rows = (await session.execute(claim)).all()
     timers = [DueTimer(r.id, r.ticket_id, r.kind, r.due_at) for r in rows]
     return sorted(timers, key=lambda t: (t.due_at, t.id))
-
-
-async def prune_fired(session: AsyncSession, before: datetime, limit: int) -> int:
-    """Delete up to `limit` timers fired before `before`; how many. (What they did is in the
-    tickets' timelines; the rows only show which scheduler fired them.)"""
-    old = select(Timer.id).where(Timer.fired_at < before).limit(limit)
-    result = await session.execute(
-        delete(Timer)
-        .where(Timer.id.in_(old.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def any_due(session: AsyncSession, now: datetime) -> bool:

@@ -8,12 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from services.ingest import dead_letters, dead_letters_api, grid_api, open311
+from services.ingest import dead_letters_api, grid_api, open311
 from services.ingest.api import router
 from services.ingest.mqtt_intake import mqtt_worker
 from services.ingest.sensors import api as sensors_api
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake, open_sensor_intake
 from services.ingest.writer import WRITER_KEY, event_writer
+from shared.db.models import DeadLetter
+from shared.db.retention import delete_older
 from shared.runtime import Runtime
 from shared.service import Component, build_app
 from shared.settings import Settings
@@ -34,20 +36,14 @@ async def sensor_upkeep(runtime: Runtime) -> None:
 
 
 DEAD_LETTER_PRUNE_EVERY_S = 3600.0
-DEAD_LETTER_PRUNE_BATCH = 5_000
 
 
 async def prune_dead_letters(runtime: Runtime) -> int:
-    """Delete dead letters older than the retention, in batches; how many."""
+    """Delete dead letters older than the retention; how many."""
     retention = timedelta(hours=runtime.settings.dead_letter_retention_h)
-    before = datetime.now(UTC) - retention
-    deleted = 0
-    while True:
-        async with runtime.sessions() as session, session.begin():
-            n = await dead_letters.prune_dead_letters(session, before, DEAD_LETTER_PRUNE_BATCH)
-        deleted += n
-        if n < DEAD_LETTER_PRUNE_BATCH:
-            return deleted
+    return await delete_older(
+        runtime.sessions, DeadLetter.received_at, datetime.now(UTC) - retention
+    )
 
 
 async def dead_letter_upkeep(runtime: Runtime) -> None:

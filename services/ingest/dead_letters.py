@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import DeadLetter
@@ -63,15 +63,6 @@ async def store_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) 
     """Insert dead letters (one executemany) in the caller's transaction."""
     if rows:
         await session.execute(insert(DeadLetter), rows)
-
-
-async def prune_dead_letters(session: AsyncSession, before: datetime, limit: int) -> int:
-    """Delete up to `limit` dead letters received before `before`; how many."""
-    old = select(DeadLetter.id).where(DeadLetter.received_at < before).limit(limit)
-    result = await session.execute(
-        delete(DeadLetter).where(DeadLetter.id.in_(old.scalar_subquery()))
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def list_dead_letters(
