@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import struct
@@ -192,9 +193,12 @@ async def test_a_locked_database_is_a_503_to_retry_not_a_500(embedded_settings: 
     app = create_hub_app(embedded_settings)
     async with serving(app) as client:
         headers = {"X-API-Key": await add_key(app, "crm")}
-        # Waits (up to 30 s) for the hub's own background writers before taking the lock.
-        holder = sqlite3.connect(embedded_settings.data_dir / "cityhub.sqlite3", timeout=30)
-        holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+        holder = sqlite3.connect(
+            embedded_settings.data_dir / "cityhub.sqlite3", timeout=30, check_same_thread=False
+        )
+        # In a thread: blocking the event loop while the hub's own writers hold the lock
+        # mid-transaction would keep them from ever finishing (the test deadlocking itself).
+        await asyncio.to_thread(holder.execute, "BEGIN EXCLUSIVE")  # another writer holds it
         try:
             reply = await client.post(
                 "/api/v1/events/batch", json={"events": [GOOD]}, headers=headers
