@@ -1,33 +1,71 @@
 """The demo load of `cityhub run --simulate`: hotline calls, grid reports and a sensor fleet
-publishing over MQTT, all on the hub itself."""
+publishing over MQTT, all on the hub itself. Quiet: one summary line a minute, no line per call."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 
 from simulators import grid, hotline, sensor_fleet
 from simulators.city import fetch_streets
+from simulators.runner import Tally
+
+logger = logging.getLogger(__name__)
 
 DEMO_HOTLINE_PER_S = 0.5  # Chongqing sees ~0.14 calls/s city-wide; the demo is livelier
 DEMO_GRID_PER_S = 0.2
 DEMO_SENSORS = 40
 DEMO_READINGS_PER_S = 2.0  # whole fleet: each sensor reports every 20 s
+SUMMARY_EVERY_S = 60.0  # how often the demo logs what it has sent
 
 
-async def run_demo(base_url: str, key: str, mqtt: tuple[str, int], topic_root: str) -> None:
+def summary(hotline_tally: Tally, grid_tally: Tally, sensors: sensor_fleet.Stats) -> str:
+    """One line: what each simulator sent so far, by outcome."""
+    return " · ".join(
+        (hotline_tally.line("hotline"), grid_tally.line("grid reports"), sensors.line())
+    )
+
+
+async def run_demo(
+    base_url: str,
+    key: str,
+    mqtt: tuple[str, int],
+    topic_root: str,
+    summary_every_s: float = SUMMARY_EVERY_S,
+) -> None:
     """Feed the hub at `base_url` (and its broker at `mqtt`) until cancelled."""
     headers = {"X-API-Key": key}
     fleet = sensor_fleet.Fleet.generate(
         DEMO_SENSORS, prefix="demo-", rate_per_s=DEMO_READINGS_PER_S
     )
+    calls, reports, readings = Tally(), Tally(), sensor_fleet.Stats()
+
+    async def summarise() -> None:
+        while True:
+            await asyncio.sleep(summary_every_s)
+            logger.info("simulators: %s", summary(calls, reports, readings))
+
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         streets = await fetch_streets(client, headers)
         integrator = await sensor_fleet.register(client, key, fleet)
+        logger.info(
+            "simulators started: %d sensors; a summary every %.0f s", DEMO_SENSORS, summary_every_s
+        )
         await asyncio.gather(
-            hotline.run(client, key, streets, rate_per_s=DEMO_HOTLINE_PER_S, progress=False),
-            grid.run(client, headers, streets, rate_per_s=DEMO_GRID_PER_S, progress=False),
+            summarise(),
+            hotline.run(
+                client, key, streets, rate_per_s=DEMO_HOTLINE_PER_S, progress=False, tally=calls
+            ),
+            grid.run(
+                client,
+                headers,
+                streets,
+                rate_per_s=DEMO_GRID_PER_S,
+                progress=False,
+                tally=reports,
+            ),
             sensor_fleet.run(
                 fleet,
                 host=mqtt[0],
@@ -37,5 +75,6 @@ async def run_demo(base_url: str, key: str, mqtt: tuple[str, int], topic_root: s
                 root=topic_root,
                 rate_per_s=DEMO_READINGS_PER_S,
                 progress=False,
+                stats=readings,
             ),
         )

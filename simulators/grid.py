@@ -42,6 +42,7 @@ async def run(
     seed: int = 62000,
     shaped: bool = True,
     progress: bool = True,
+    tally: Tally | None = None,
 ) -> Tally:
     """Post grid reports (1–3 photos each) from `workers` grid workers."""
     beats = {f"gw-{i:05d}": pick_street(streets, random.Random(seed + i)) for i in range(workers)}
@@ -77,4 +78,5 @@ async def run(
         seed=seed,
         shaped=shaped,
         progress=progress,
+        tally=tally,
     )

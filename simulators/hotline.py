@@ -42,6 +42,7 @@ async def run(
     seed: int = 12345,
     shaped: bool = True,
     progress: bool = True,
+    tally: Tally | None = None,
 ) -> Tally:
     """Post complaints at `rate_per_s` on average (shaped by the hour of day)."""
     serial = 0
@@ -62,4 +63,5 @@ async def run(
         seed=seed,
         shaped=shaped,
         progress=progress,
+        tally=tally,
     )

@@ -51,10 +51,12 @@ async def run_arrivals(
     seed: int = 1,
     shaped: bool = True,
     progress: bool = True,
+    tally: Tally | None = None,
 ) -> Tally:
-    """Call `emit` at Poisson arrival times until `count` or `duration_s` is reached."""
+    """Call `emit` at Poisson arrival times until `count` or `duration_s` is reached (counting
+    outcomes into `tally`, which a caller may pass to watch them meanwhile)."""
     rng = random.Random(seed)
-    tally = Tally()
+    tally = tally if tally is not None else Tally()
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
     tasks: set[asyncio.Task[None]] = set()
     deadline = time.monotonic() + duration_s if duration_s else None

@@ -213,13 +213,14 @@ async def run(
     silent_share: float = 0.02,
     seed: int = 1,
     progress: bool = True,
+    stats: Stats | None = None,
 ) -> Stats:
     """Publish readings round-robin over the fleet at `rate_per_s` until `count` or `duration_s`."""
     rng = random.Random(seed + 1)
     for sensor in rng.sample(fleet.sensors, round(silent_share * len(fleet.sensors))):
         sensor.silent_after = rng.randint(1, 5)
     client = await asyncio.to_thread(_connect, host, port, username, password)
-    stats = Stats()
+    stats = stats if stats is not None else Stats()
     deadline = time.monotonic() + duration_s if duration_s else None
     next_progress = time.monotonic() + PROGRESS_EVERY_S
     owed = 0.0
