@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch import deadlines_api, rules_api, tickets_api
+from services.dispatch import deadlines_api, held_api, rules_api, tickets_api
 from services.dispatch.api import router
 from services.dispatch.consumers import run_event_consumer, run_sweeper
 from services.dispatch.context import CONTEXT_KEY, open_context, refresh_rules
@@ -25,6 +25,7 @@ def component() -> Component:
             rules_api.router,
             deadlines_api.router,
             emergency_router,
+            held_api.router,
         ],
         workers=[run_event_consumer, run_sweeper, run_scheduler, refresh_rules],
         resources={CONTEXT_KEY: open_context, EMERGENCY_KEY: open_cache},

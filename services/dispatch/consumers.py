@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from services.dispatch import store
+from services.dispatch import held_store, store
+from services.dispatch.held import set_aside, ticket_events
 from services.dispatch.tickets import open_ticket, open_tickets
-from shared.bus import Consumer, Delivery, PoisonMessageError
+from shared.bus import Bus, Consumer, Delivery, PoisonMessageError
 from shared.bus.consumer import ConsumerConfig
-from shared.events import ingested_message
 from shared.messages import EVENTS_INGESTED, EventIngestedV1, decode
 from shared.runtime import Runtime
 
@@ -54,8 +54,11 @@ async def handle_event_batch(runtime: Runtime, deliveries: list[Delivery]) -> No
     await open_tickets(runtime, [_event(d) for d in deliveries])
 
 
-async def run_event_consumer(runtime: Runtime) -> None:
-    """Consume `events.ingested` as a member of the dispatch group."""
+def event_consumer(
+    runtime: Runtime, *, bus: Bus | None = None, config: ConsumerConfig | None = None
+) -> Consumer:
+    """The consumer of `events.ingested` as a member of the dispatch group; a message it gives
+    up on has its event held (visible to admins, retried by the sweep), not only dead-lettered."""
 
     async def handler(delivery: Delivery) -> None:
         await handle_event_ingested(runtime, delivery)
@@ -63,37 +66,54 @@ async def run_event_consumer(runtime: Runtime) -> None:
     async def batch_handler(deliveries: list[Delivery]) -> None:
         await handle_event_batch(runtime, deliveries)
 
-    idle_ms = round(runtime.settings.dispatch.claim_idle_s * 1000)
-    config = ConsumerConfig(batch=READ_BATCH, claim_idle_ms=idle_ms)
-    consumer = Consumer(
-        runtime.bus, EVENTS_INGESTED, GROUP, consumer_name(), handler, config, batch_handler
-    )
-    await consumer.run()
+    async def give_up(delivery: Delivery, reason: str) -> None:
+        await set_aside(runtime, delivery, reason)
+
+    if config is None:
+        idle_ms = round(runtime.settings.dispatch.claim_idle_s * 1000)
+        config = ConsumerConfig(batch=READ_BATCH, claim_idle_ms=idle_ms)
+    return Consumer(
+        bus or runtime.bus, EVENTS_INGESTED, GROUP, consumer_name(), handler, config,
+        batch_handler, on_give_up=give_up,
+    )  # fmt: skip
 
 
-async def sweep_once(runtime: Runtime, now: datetime | None = None) -> int:
-    """Open tickets for events whose message was lost (bus restarted empty); returns how many."""
-    grace = timedelta(seconds=runtime.settings.dispatch.sweep_grace_s)
-    cutoff = (now or datetime.now(UTC)) - grace
+async def run_event_consumer(runtime: Runtime) -> None:
+    """Consume `events.ingested` as a member of the dispatch group."""
+    await event_consumer(runtime).run()
+
+
+async def sweep_once(
+    runtime: Runtime, now: datetime | None = None, *, every_held: bool = False
+) -> int:
+    """Open tickets for events whose message was lost (bus restarted empty); returns how many.
+
+    An event that fails is held (set aside with the reason) and skipped until its retry is due,
+    so it never blocks the others; `every_held` tries every held event now (at process start,
+    when a fix has often just been deployed).
+    """
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=runtime.settings.dispatch.sweep_grace_s)
     async with runtime.sessions() as session:
-        events = await store.unticketed_events(session, cutoff, SWEEP_BATCH)
-    messages = [ingested_message(event) for event in events]
-    try:
-        await open_tickets(runtime, messages)
-    except Exception:
-        logger.warning("sweep batch failed; opening tickets one by one", exc_info=True)
-        for msg in messages:
-            await open_ticket(runtime, msg)
-    if events:
-        logger.warning("sweep opened tickets for %d events whose message was lost", len(events))
-    return len(events)
+        found = await store.unticketed_events(
+            session, cutoff, SWEEP_BATCH, due_by=None if every_held else now
+        )
+    held_ids = {event.id for event, is_held in found if is_held}
+    done = await ticket_events(runtime, [event for event, _ in found], now, held_ids=held_ids)
+    async with runtime.sessions() as session, session.begin():
+        await held_store.purge_ticketed(session)  # held events ticketed some other way
+    if done:
+        logger.warning("sweep opened tickets for %d events whose message was lost", done)
+    return done
 
 
 async def run_sweeper(runtime: Runtime) -> None:
-    """Sweep at start (after downtime) and then periodically."""
+    """Sweep at start (after downtime, trying every held event) and then periodically."""
+    every_held = True
     while True:
         try:
-            await sweep_once(runtime)
+            await sweep_once(runtime, every_held=every_held)
+            every_held = False
         except asyncio.CancelledError:
             raise
         except Exception:

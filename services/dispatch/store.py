@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Event, Ticket, TicketEvent
+from shared.db.models import Event, HeldEvent, Ticket, TicketEvent
 
 
 async def ticket_for_event(session: AsyncSession, event_id: uuid.UUID) -> uuid.UUID | None:
@@ -35,15 +35,20 @@ async def linked_event_ids(session: AsyncSession, ticket_id: uuid.UUID) -> list[
 
 
 async def unticketed_events(
-    session: AsyncSession, received_before: datetime, limit: int
-) -> Sequence[Event]:
-    """Events older than `received_before` that no ticket links (their message was lost)."""
-    return (
-        await session.scalars(
-            select(Event)
-            .outerjoin(TicketEvent, TicketEvent.event_id == Event.id)
-            .where(TicketEvent.event_id.is_(None), Event.received_at < received_before)
-            .order_by(Event.received_at)
-            .limit(limit)
-        )
-    ).all()
+    session: AsyncSession, received_before: datetime, limit: int, *, due_by: datetime | None
+) -> Sequence[tuple[Event, bool]]:
+    """Events older than `received_before` that no ticket links (their message was lost), each
+    with whether it is held; a held event only once its retry is due by `due_by` (None: every
+    held one), so a poison event costs nothing between its retries."""
+    query = (
+        select(Event, HeldEvent.event_id.is_not(None))
+        .outerjoin(TicketEvent, TicketEvent.event_id == Event.id)
+        .outerjoin(HeldEvent, HeldEvent.event_id == Event.id)
+        .where(TicketEvent.event_id.is_(None), Event.received_at < received_before)
+        .order_by(Event.received_at)
+        .limit(limit)
+    )
+    if due_by is not None:
+        query = query.where(or_(HeldEvent.event_id.is_(None), HeldEvent.retry_at <= due_by))
+    rows = await session.execute(query)
+    return [(event, bool(held)) for event, held in rows]

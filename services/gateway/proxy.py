@@ -27,6 +27,7 @@ ROUTES: tuple[tuple[str, ServiceName], ...] = (
     ("/api/v1/tasks", "dispatch"),
     ("/api/v1/routing-rules", "dispatch"),
     ("/api/v1/departments", "dispatch"),
+    ("/api/v1/held-events", "dispatch"),
     ("/api/v1/kpis", "metrics"),
 )
 HOP_BY_HOP = frozenset(

@@ -2,8 +2,10 @@
 
 A message is acknowledged only after its handler returned; a handler that raises leaves it pending,
 so it comes back (to this or another consumer) once idle for `claim_idle_ms`. After `max_attempts`
-deliveries, or at once for a `PoisonMessageError`, it goes to the dead-letter stream. One bad
-message never stops the loop.
+deliveries, or at once for a `PoisonMessageError`, the consumer gives up on it: the optional
+`on_give_up` hook sets it aside where the service's people can see and retry it, then it goes to
+the dead-letter stream and is acknowledged. One bad message never stops the loop, nor the good
+messages read with it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ Handler = Callable[[Delivery], Awaitable[None]]
 # Handles a whole read in one go (e.g. one transaction); if it raises, each delivery is retried
 # alone through the per-message handler, so one bad message cannot hold the others back.
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+# Called with a delivery the loop gives up on and why, before it is dead-lettered; if it raises,
+# the message stays pending and is given up on again when it comes back (so it is never lost).
+GiveUpHook = Callable[[Delivery, str], Awaitable[None]]
+REASON_MAX_CHARS = 1_000  # a give-up reason is cut to this length
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +54,13 @@ class Consumer:
         handler: Handler,
         config: ConsumerConfig | None = None,
         batch_handler: BatchHandler | None = None,
+        *,
+        on_give_up: GiveUpHook | None = None,
     ) -> None:
         self.bus, self.stream, self.group, self.name = bus, stream, group, name
         self.handler = handler
         self.batch_handler = batch_handler
+        self.on_give_up = on_give_up
         self.config = config or ConsumerConfig()
         self._next_claim = 0.0
         self.handled = 0
@@ -120,13 +129,11 @@ class Consumer:
         try:
             await self.handler(delivery)
         except PoisonMessageError as exc:
-            await self._give_up(delivery, f"poison: {exc}")
-            return True
+            return await self._give_up(delivery, f"poison: {exc}")
         except Exception as exc:
             self.failed += 1
             if delivery.attempts >= self.config.max_attempts:
-                await self._give_up(delivery, f"failed {delivery.attempts} times: {exc!r}")
-                return True
+                return await self._give_up(delivery, f"failed {delivery.attempts} times: {exc!r}")
             logger.exception(
                 "consumer %s: message %s failed (attempt %d)",
                 self.group,
@@ -137,7 +144,18 @@ class Consumer:
         self.handled += 1
         return True
 
-    async def _give_up(self, delivery: Delivery, reason: str) -> None:
+    async def _give_up(self, delivery: Delivery, reason: str) -> bool:
+        """Set a delivery aside (hook), dead-letter it; True when done, False to keep it pending."""
+        reason = reason[:REASON_MAX_CHARS]
+        if self.on_give_up is not None:
+            try:
+                await self.on_give_up(delivery, reason)
+            except Exception:
+                logger.exception(
+                    "consumer %s: could not set %s aside; it stays pending", self.group, delivery.id
+                )
+                return False
         logger.warning("consumer %s: dead-lettering %s: %s", self.group, delivery.id, reason)
-        await self.bus.dead_letter(delivery, self.group, reason[:1000])
+        await self.bus.dead_letter(delivery, self.group, reason)
         self.dead_lettered += 1
+        return True

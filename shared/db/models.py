@@ -234,6 +234,20 @@ class TicketEvent(Base):
     linked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class HeldEvent(Base):
+    """An event dispatch could not turn into a ticket, set aside with why; retried with back-off
+    (services/dispatch/held.py) and deleted once the event has its ticket."""
+
+    __tablename__ = "held_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)  # the last failure, bounded in length
+    attempts: Mapped[int] = mapped_column(Integer)  # failed tries so far
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    retry_at: Mapped[datetime]  # the sweep leaves the event alone until then
+
+
 class Sensor(Base):
     """A registered IoT sensor: who owns it, where it is, how often it reports, its alarm rules."""
 

@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from shared.bus import Bus, Consumer, ConsumerConfig, Delivery, PoisonMessageError
-from shared.bus.memory import MemoryBus
-from shared.bus.redis_streams import RedisBus
 from tests.support.waiting import wait_for
 
 STREAM = "contract"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        backend: Bus = MemoryBus()
-    else:
-        redis_url: str = request.getfixturevalue("redis_url")
-        prefix: str = request.getfixturevalue("bus_prefix")
-        request.getfixturevalue("redis_cleanup")
-        backend = RedisBus.from_url(redis_url, prefix)
-    yield backend
-    await backend.close()
 
 
 async def test_publish_then_read_in_a_group(bus: Bus) -> None:
