@@ -15,6 +15,7 @@ Reason = Literal[
     "not_json",  # payload is not JSON (or not UTF-8)
     "bad_shape",  # JSON, but not the documented object
     "bad_value",  # a value is not a finite number (NaN, Infinity, text)
+    "implausible_value",  # a number outside its metric's plausible range (sensors/ranges.py)
     "bad_timestamp",  # ts unreadable, without a zone, or before 2000
     "future_timestamp",  # ts too far ahead of the hub's clock
     "oversize",  # payload larger than the limit

@@ -15,9 +15,16 @@ from services.ingest.dead_letters import Reason
 
 MAX_PAYLOAD_BYTES = 16_384  # readings are ~200 B; anything this large is a mistake or an attack
 MAX_VALUES = 64  # metrics in one reading
+MAX_METRIC_CHARS = 64  # a metric's name (as rules name metrics)
+# Any message: nesting of objects and arrays (a reading needs 2), and values in all of them
+# together. Checked before the fields, so a deep or huge structure is "bad_shape" wherever it is.
+MAX_DEPTH = 8
+MAX_ITEMS = 256
+MAX_TS_CHARS = 64  # an ISO-8601 timestamp is ~30
 MAX_CLOCK_SKEW_S = 300.0  # a timestamp further ahead of our clock than this is refused
 EARLIEST_TS_S = 946_684_800.0  # 2000-01-01: earlier means seconds sent as ms, or an unset clock
 MAX_MESSAGE_CHARS = 500  # device alarm text
+ORJSON_DEPTH_ERROR = "depth limit exceeded"  # how orjson words a refusal of over 1,024 levels
 
 SENSOR_ID_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"
 _SENSOR_ID = re.compile(SENSOR_ID_PATTERN)
@@ -93,20 +100,43 @@ def parse_topic(topic: str, prefix: str) -> Topic:
     return Topic(sensor_id, kind)
 
 
+def _check_shape(data: dict[str, Any]) -> None:
+    """Refuse nesting deeper than MAX_DEPTH or more than MAX_ITEMS values (iterative: no
+    recursion however deep the structure is)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    items = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RejectedError("bad_shape", f"nested deeper than {MAX_DEPTH} levels")
+        items += len(node)
+        if items > MAX_ITEMS:
+            raise RejectedError("bad_shape", f"more than {MAX_ITEMS} values in the message")
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise RejectedError("oversize", f"{len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
         data = orjson.loads(payload)  # ~3x the standard library; strict JSON only
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith(ORJSON_DEPTH_ERROR):
+            # Over orjson's 1,024 levels: not worth a second, recursive parse.
+            raise RejectedError("bad_shape", f"nested deeper than {MAX_DEPTH} levels") from None
         # The slow path, for refused messages only: the standard library also reads NaN and
         # Infinity, so those become "bad_value" below rather than "not_json".
         try:
             data = json.loads(payload)
+        except RecursionError:  # deep nesting orjson did not already refuse
+            raise RejectedError("bad_shape", f"nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise RejectedError("not_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise RejectedError("bad_shape", "payload must be a JSON object")
+    _check_shape(data)
     return data
 
 
@@ -117,6 +147,8 @@ def parse_ts(raw: object, now: float) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise RejectedError("bad_timestamp", "ts must be ISO-8601 text or epoch milliseconds")
     if isinstance(raw, str):
+        if len(raw) > MAX_TS_CHARS:
+            raise RejectedError("bad_timestamp", f"ts is longer than {MAX_TS_CHARS} characters")
         try:
             parsed = datetime.fromisoformat(raw)
         except ValueError:
@@ -125,9 +157,12 @@ def parse_ts(raw: object, now: float) -> float:
             raise RejectedError("bad_timestamp", "ts needs a time zone (Z or +08:00)")
         ts = parsed.timestamp()
     else:
-        if not math.isfinite(raw):
+        try:
+            ts = raw / 1000.0  # an integer past 1e308 (read exactly by the fallback) overflows
+        except OverflowError:
+            raise RejectedError("bad_timestamp", "ts is not a plausible epoch in ms") from None
+        if not math.isfinite(ts):
             raise RejectedError("bad_timestamp", "ts must be a finite number")
-        ts = raw / 1000.0
     if ts < EARLIEST_TS_S:
         raise RejectedError("bad_timestamp", "ts is before 2000 (epoch seconds sent as ms?)")
     if ts > now + MAX_CLOCK_SKEW_S:
@@ -146,6 +181,10 @@ def parse_reading(payload: bytes, now: float) -> Reading:
     if len(values) > MAX_VALUES:
         raise RejectedError("bad_shape", f"at most {MAX_VALUES} values per reading")
     for metric, value in values.items():
+        if len(metric) > MAX_METRIC_CHARS:
+            raise RejectedError(
+                "bad_shape", f"metric {metric[:64]!r}... is longer than {MAX_METRIC_CHARS}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RejectedError("bad_value", f"{metric[:64]!r} must be a number")
         if isinstance(value, int):

@@ -29,6 +29,7 @@ from services.ingest.sensors.payloads import (
     parse_status,
     parse_topic,
 )
+from services.ingest.sensors.ranges import PlausibleRanges, load_ranges
 from services.ingest.sensors.registry import (
     DEVICE_KEY_PREFIX,
     OFFLINE_KEY,
@@ -74,10 +75,18 @@ class SensorIntake:
     """Evaluates sensor messages against the registry and stores what must be stored."""
 
     def __init__(
-        self, runtime: Runtime, registry: Registry, *, clock: Callable[[], float] = time.time
+        self,
+        runtime: Runtime,
+        registry: Registry,
+        *,
+        clock: Callable[[], float] = time.time,
+        ranges: PlausibleRanges | None = None,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
+        if ranges is None:
+            ranges = load_ranges(runtime.settings.sensor_ranges_file)
+        self.ranges = ranges
         self.root = runtime.settings.mqtt_topic_root
         self._prefix = f"{self.root}/sensors/"
         self._clock = clock
@@ -124,7 +133,9 @@ class SensorIntake:
                     )
                 ]
             if parsed.kind == "readings":
-                writes = self._reading(sensor, parse_reading(payload, now), now)
+                reading = parse_reading(payload, now)
+                self.ranges.check(sensor.type, reading.values)  # before it changes anything
+                writes = self._reading(sensor, reading, now)
             elif parsed.kind == "alarms":
                 writes = self._device_alarm(sensor, parse_alarm(payload, now), now)
             else:
@@ -132,7 +143,8 @@ class SensorIntake:
             if not writes and sensor.alarms and not all(a.stored for a in sensor.alarms.values()):
                 return [AFTER_PREVIOUS]
             return writes
-        except RejectedError as exc:
+        except RejectedError as exc:  # expected: the sender's mistake, no traceback
+            logger.debug("dead letter on %s: %s", topic[:200], exc)
             return [self._refuse(topic, payload, exc.reason, exc.detail, now, sensor)]
         except Exception as exc:  # a bug must not stop delivery: keep the message, say why
             logger.exception("evaluating a message on %s failed", topic)
@@ -476,6 +488,7 @@ class SensorIntake:
         """Put a sensor's registry columns (a row or a registration) into the registry."""
         return self.registry.put(
             sensor_id=row.id,
+            sensor_type=row.type,
             integrator=row.integrator,
             name=row.name,
             lon=row.lon,
@@ -521,7 +534,8 @@ class SensorIntake:
 @asynccontextmanager
 async def open_sensor_intake(runtime: Runtime) -> AsyncIterator[SensorIntake]:
     """The process's sensor intake, loaded from the database; counters flushed on exit."""
-    intake = SensorIntake(runtime, Registry())
+    ranges = await asyncio.to_thread(load_ranges, runtime.settings.sensor_ranges_file)
+    intake = SensorIntake(runtime, Registry(), ranges=ranges)
     await intake.load()
     try:
         yield intake

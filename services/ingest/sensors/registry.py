@@ -61,11 +61,13 @@ class SensorState:
         "name",
         "rule_states",
         "rules",
+        "type",
     )
 
     def __init__(
         self,
         sensor_id: str,
+        sensor_type: str,
         integrator: str,
         name: str | None,
         lon: float,
@@ -76,6 +78,7 @@ class SensorState:
         last_seen: float,
     ) -> None:
         self.id = sensor_id
+        self.type = sensor_type  # picks the plausible ranges of its readings
         self.integrator = integrator
         self.name = name
         self.lon = lon
@@ -141,6 +144,7 @@ class Registry:
         self,
         *,
         sensor_id: str,
+        sensor_type: str,
         integrator: str,
         name: str | None,
         lon: float,
@@ -156,6 +160,7 @@ class Registry:
         current = self._sensors.get(sensor_id)
         if current is not None and (
             current.rules is compiled
+            and current.type == sensor_type
             and current.integrator == integrator
             and current.name == name
             and current.lon == lon
@@ -170,6 +175,7 @@ class Registry:
             seen = max(current.last_seen, seen)
         state = SensorState(
             sensor_id,
+            sys.intern(sensor_type),
             sys.intern(integrator),
             name,
             lon,

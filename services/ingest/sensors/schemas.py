@@ -12,6 +12,7 @@ from services.ingest.schemas import Location
 from services.ingest.sensors.rules import Op
 
 METRIC_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+TYPE_PATTERN = r"^[a-z0-9_]{1,32}$"
 MAX_RULES = 32
 MAX_INTERVAL_S = 86_400
 OP_WORDS: dict[str, Op] = {"above": ">", "below": "<", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -42,7 +43,7 @@ class SensorPut(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(pattern=r"^[a-z0-9_]{1,32}$", examples=["water_level"])
+    type: str = Field(pattern=TYPE_PATTERN, examples=["water_level"])
     location: Location
     interval_s: int = Field(ge=1, le=MAX_INTERVAL_S, description="Expected reporting interval")
     rules: list[RuleIn] = Field(default_factory=list, max_length=MAX_RULES)

@@ -24,6 +24,8 @@ class RegistryRow(Protocol):
     @property
     def id(self) -> str: ...
     @property
+    def type(self) -> str: ...
+    @property
     def integrator(self) -> str: ...
     @property
     def name(self) -> str | None: ...
@@ -45,6 +47,7 @@ class RegistryRow(Protocol):
 
 REGISTRY_COLUMNS = (
     Sensor.id,
+    Sensor.type,
     Sensor.integrator,
     Sensor.name,
     Sensor.lon,

@@ -64,6 +64,7 @@ def test_cli_imports_and_refuses_unknown_integrators(tmp_path: Path) -> None:
     }
     file = tmp_path / "sensors.csv"
     file.write_text(GOOD)
+    assert cli(env, "migrate").returncode == 0  # sensors are imported into an existing hub
     unknown = cli(env, "sensors", "import", str(file))
     assert unknown.returncode == 2 and "no API key for integrator(s) acme" in unknown.stderr
     assert cli(env, "keys", "add", "acme").returncode == 0

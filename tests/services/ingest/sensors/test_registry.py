@@ -20,6 +20,7 @@ RULES: list[dict[str, Any]] = [
 def put(registry: Registry, sensor_id: str, rules: Any = RULES, **changes: Any) -> SensorState:
     fields: dict[str, Any] = {
         "sensor_id": sensor_id,
+        "sensor_type": "water_level",
         "integrator": "acme",
         "name": None,
         "lon": 106.5,
