@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +20,7 @@ from services.dispatch.deadlines import WARN_FRACTION, Deadlines, plan
 from services.dispatch.departments import queue_of
 from services.dispatch.lifecycle import Action, Status, is_open, next_status
 from services.dispatch.merging import sensor_of
-from services.dispatch.permissions import Place, can_read, check_action
+from services.dispatch.permissions import can_read, check, check_action, place
 from services.dispatch.routing import centre_of, escalated, route
 from services.dispatch.schemas import ActionRequest, ActionResult, TicketDetail
 from services.dispatch.tickets import Batch, Subject, category_of, join, new_ticket
@@ -33,25 +33,18 @@ from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
 
 
-def place(ticket: Ticket) -> Place:
-    """What the permission rules look at on a ticket."""
-    return Place(
-        district=ticket.district_code,
-        street=ticket.street_code,
-        owner_tier=ticket.owner_tier,
-        owner_code=ticket.owner_code,
-        department=ticket.department,
-    )
-
-
 async def detail_of(
-    session: AsyncSession, runtime: Runtime, ctx: DispatchContext, ticket: Ticket
+    session: AsyncSession,
+    runtime: Runtime,
+    ctx: DispatchContext,
+    ticket: Ticket,
+    principal: Principal,
 ) -> TicketDetail:
-    """The API view of a ticket with its events and timeline."""
+    """The API view of a ticket with its events and timeline, and what the caller may do."""
     events = await ticket_store.linked_events(session, ticket.id)
     entries = await ticket_store.timeline(session, ticket.id)
     return ticket_detail(
-        ticket, events, entries, runtime.hierarchy, ctx.directory, datetime.now(UTC)
+        ticket, events, entries, runtime.hierarchy, ctx.directory, principal, datetime.now(UTC)
     )
 
 
@@ -111,17 +104,28 @@ class Step:
             )
 
 
-def _handling_department(ctx: DispatchContext, code: str | None) -> str:
+def _handling_department(ctx: DispatchContext, ticket: Ticket, code: str | None) -> str:
+    """`code` when it handles tickets where this one is (its staff can see and take it)."""
     if code is None or not ctx.directory.handles(code):
         raise HubError(
             f"{code or 'no department'} is not a handling department (see GET /api/v1/departments)",
+            422,
+        )
+    district, street = ticket.district_code, ticket.street_code
+    if not ctx.directory.serves(code, district, street):
+        kind = code.partition("@")[0]
+        serving = sorted(ctx.directory.serving(district, street), key=lambda d: d.kind != kind)
+        where = street or district or "no district (unlocated: city bureaus only)"
+        raise HubError(
+            f"{code} does not serve this ticket's area ({where}); departments that do: "
+            + ", ".join(d.code for d in serving),
             422,
         )
     return code
 
 
 async def _dispatch(s: Step) -> None:
-    department = _handling_department(s.ctx, s.req.department or s.ticket.department)
+    department = _handling_department(s.ctx, s.ticket, s.req.department or s.ticket.department)
     from_parked = s.ticket.status == "parked"
     s.ticket.department = department
     s.ticket.dispatched_at = s.now
@@ -167,7 +171,7 @@ async def _return(s: Step) -> None:
 
 
 async def _reassign(s: Step) -> None:
-    department = _handling_department(s.ctx, s.req.department)
+    department = _handling_department(s.ctx, s.ticket, s.req.department)
     if department == s.ticket.department:
         raise HubError(f"the ticket is already assigned to {department}", 422)
     s.data = {"from": s.ticket.department, "department": department}
@@ -179,8 +183,7 @@ async def _reassign(s: Step) -> None:
 async def _escalate(s: Step) -> None:
     t = s.ticket
     up = escalated(t.owner_tier)  # type: ignore[arg-type]
-    if up is None:
-        raise ConflictError("the ticket is already owned by the city centre")
+    assert up is not None  # refused by permissions.check at the city
     city = t.city_code or s.runtime.hierarchy.city.code
     centre = centre_of(up, t.street_code, t.district_code, city)
     s.data = {"from": f"{t.owner_tier}:{t.owner_code}", "to": f"{up}:{centre}"}
@@ -197,6 +200,14 @@ async def _defer(s: Step) -> None:
     until = s.req.until.astimezone(UTC)
     if until <= s.now:
         raise HubError("defer needs a time in the future", 422)
+    days = s.runtime.settings.dispatch.max_defer_days
+    latest = s.now + timedelta(days=days)
+    if until > latest:  # a deferral moves a deadline, it never switches it off
+        raise HubError(
+            f"defer at most {days:g} days ahead (until {latest.isoformat()}; "
+            "CITYHUB_DISPATCH__MAX_DEFER_DAYS)",
+            422,
+        )
     previous = s.ticket.handle_due_at
     if previous is not None and until <= previous:
         raise HubError(f"defer moves the handling deadline later than {previous.isoformat()}", 422)
@@ -316,8 +327,8 @@ async def act(
     ticket = locked.get(ticket_id)
     if ticket is None or not can_read(principal, place(ticket)):
         raise NotFoundError(f"ticket {ticket_id} not found")
-    check_action(principal, place(ticket), req.action)
     before: Status = ticket.status  # type: ignore[assignment]
+    check(principal, place(ticket), before, req.action, reports=ticket.report_count)
     after = next_status(before, req.action, passed=req.passed)
     now = datetime.now(UTC)
     step = Step(session, runtime, ctx, principal, ticket, req, now, locked)
@@ -335,5 +346,6 @@ async def act(
         add_to_outbox(session, message)
     await step.batch.write(session)
     return ActionResult(
-        ticket=await detail_of(session, runtime, ctx, ticket), new_ticket_id=step.new_ticket_id
+        ticket=await detail_of(session, runtime, ctx, ticket, principal),
+        new_ticket_id=step.new_ticket_id,
     )

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from services.dispatch import store
-from services.dispatch.actions import detail_of, place
+from services.dispatch.actions import detail_of
 from services.dispatch.context import ContextDep
-from services.dispatch.permissions import can_read
+from services.dispatch.permissions import can_read, place
 from services.dispatch.schemas import TicketDetail
 from shared.auth import Principal
 from shared.errors import NotFoundError
@@ -31,9 +31,9 @@ async def get_ticket(
     runtime: RuntimeDep,
     context: ContextDep,
 ) -> TicketDetail:
-    """One ticket with its areas, linked events, timeline and warning colour (404 outside the
-    caller's scope)."""
+    """One ticket with its areas, linked events, timeline, warning colour and the actions the
+    caller may take now (404 outside the caller's scope)."""
     ticket = await store.get_ticket(session, ticket_id)
     if ticket is None or not can_read(principal, place(ticket)):
         raise NotFoundError(f"ticket {ticket_id} not found")
-    return await detail_of(session, runtime, context, ticket)
+    return await detail_of(session, runtime, context, ticket, principal)

@@ -1,8 +1,9 @@
 """Deadlines of a ticket and its warning colour (pure: the clock is a parameter).
 
 Each category carries accept and handle hours for its default priority, optionally overridden per
-priority (`Category.deadlines`); otherwise a higher priority scales them down. Ordinary and urgent
-deadlines count working hours; 特急 (critical) counts wall-clock hours. A warning fires at 80 %.
+priority (`Category.deadlines`); otherwise a higher priority scales them down
+(`Category.hours_at`). Ordinary and urgent deadlines count working hours; 特急 (critical) counts
+wall-clock hours. A warning fires at 80 %.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Literal
 from services.dispatch.calendar import WorkCalendar
 from shared.catalogue import Category
 
-# Relative time allowed by priority when a category gives no figure for that priority.
-PRIORITY_SPEED = {"normal": 1.0, "urgent": 0.5, "critical": 0.25}
 WARN_FRACTION = 0.8  # a warning timer fires when 80 % of the allowed time has gone
 Colour = Literal["red", "orange", "yellow", "blue", "green"]
 TimerKind = Literal["accept_warn", "accept_due", "handle_warn", "handle_due"]
@@ -42,11 +41,7 @@ class Deadlines:
 
 def allowed_hours(category: Category, priority: str) -> tuple[float, float]:
     """(accept hours, handle hours) for a category at a priority."""
-    override = category.deadlines.get(priority)  # type: ignore[call-overload]
-    if override is not None:
-        return override.accept_hours, override.handle_hours
-    scale = PRIORITY_SPEED.get(priority, 1.0) / PRIORITY_SPEED.get(category.priority, 1.0)
-    return category.accept_hours * scale, category.handle_hours * scale
+    return category.hours_at(priority)
 
 
 def _after(calendar: WorkCalendar, start: datetime, hours: float, *, wall_clock: bool) -> datetime:

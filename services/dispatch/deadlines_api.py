@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends
 from services.dispatch.deadlines import allowed_hours
 from services.dispatch.schemas import CategoryDeadlines, DeadlinesUpdate, PriorityDeadlines
 from shared.auth import Principal
-from shared.catalogue import Category, Priority
+from shared.catalogue import Category, Priority, revised
 from shared.catalogue.store import load_catalogue, save_category
 from shared.errors import NotFoundError
+from shared.params import Code
 from shared.web import RuntimeDep, SessionDep, require_json, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["categories"], dependencies=[Depends(require_json)])
@@ -37,7 +38,7 @@ def deadlines_of(category: Category) -> CategoryDeadlines:
 
 
 @router.get("/categories/{code}/deadlines")
-async def get_deadlines(code: str, _admin: Admin, runtime: RuntimeDep) -> CategoryDeadlines:
+async def get_deadlines(code: Code, _admin: Admin, runtime: RuntimeDep) -> CategoryDeadlines:
     """Accept and handling hours of a category at every priority."""
     category = runtime.catalogue.get(code)
     if category is None:
@@ -47,14 +48,15 @@ async def get_deadlines(code: str, _admin: Admin, runtime: RuntimeDep) -> Catego
 
 @router.put("/categories/{code}/deadlines")
 async def put_deadlines(
-    code: str, body: DeadlinesUpdate, _admin: Admin, session: SessionDep, runtime: RuntimeDep
+    code: Code, body: DeadlinesUpdate, _admin: Admin, session: SessionDep, runtime: RuntimeDep
 ) -> CategoryDeadlines:
-    """Set per-priority hours (replacing earlier ones); new tickets use them at once here and
-    within 30 s in other processes, open tickets keep their deadlines."""
+    """Set per-priority hours (replacing earlier ones; each finite, positive, at most 8,760 h,
+    accept ≤ handle: 422 otherwise); new tickets use them at once here and within 30 s in other
+    processes, open tickets keep their deadlines."""
     category = runtime.catalogue.get(code)
     if category is None:
         raise NotFoundError(f"category {code!r} not found")
-    updated = category.model_copy(update={"deadlines": dict(body.deadlines)})
+    updated = revised(category, deadlines=dict(body.deadlines))
     await save_category(session, updated)
     runtime.catalogue = await load_catalogue(session)
     return deadlines_of(updated)

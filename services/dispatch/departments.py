@@ -162,11 +162,34 @@ class Directory:
         found = self._by_code.get(code)
         return found is not None and found.group != DISPATCH
 
+    def serves(self, code: str, district: str | None, street: str | None) -> bool:
+        """True when department `code` handles tickets located there: a city bureau anywhere, a
+        district bureau in its district, a street office in its street (their staff's scope)."""
+        found = self._by_code.get(code)
+        return found is not None and found.group != DISPATCH and _serves(found, district, street)
+
+    def serving(self, district: str | None, street: str | None) -> list[Department]:
+        """The handling departments that serve a place: its street office, its district's
+        bureaus, the city bureaus (only those for a ticket located in no district)."""
+        codes = [f"{OFFICE}@{street}"] if street else []
+        if district:
+            codes += [f"{kind}@{district}" for kind in self.kinds]
+        codes += list(self.kinds)
+        return [
+            d for code in codes if (d := self._by_code.get(code)) and _serves(d, district, street)
+        ]
+
     def __iter__(self) -> Iterator[Department]:
         return iter(self._by_code.values())
 
     def __len__(self) -> int:
         return len(self._by_code)
+
+
+def _serves(department: Department, district: str | None, street: str | None) -> bool:
+    if department.level == "city":
+        return True
+    return department.area == (district if department.level == "district" else street)
 
 
 def is_queue(code: str | None) -> bool:

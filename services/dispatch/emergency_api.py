@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.dispatch import emergency_store as store
 from services.dispatch.emergency import cache_of
@@ -16,6 +16,7 @@ from shared.auth import Principal
 from shared.db.models import EmergencyMode
 from shared.errors import ConflictError, HubError, NotFoundError
 from shared.messages import EmergencyChangedV1
+from shared.numbers import REFUSE_AS_TEXT
 from shared.outbox import add_to_outbox
 from shared.web import RuntimeDep, SessionDep, require_roles
 
@@ -27,19 +28,32 @@ Reader = Annotated[
 Switcher = Annotated[Principal, Depends(require_roles("admin", "dispatcher"))]
 
 
+MIN_FACTOR = 0.1  # emergency deadlines are at least a tenth of the ordinary ones
+
+
 class EmergencyCreate(BaseModel):
     """Switch an area to emergency handling for an incident."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     area: str = Field(min_length=1, max_length=32, description="a district code or the city code")
-    incident: str = Field(min_length=1, max_length=200, examples=["防汛"])
-    categories: list[str] = Field(min_length=1, max_length=500, examples=[["E0501", "S0101"]])
-    deadline_factor: float = Field(gt=0, le=1, description="deadlines of new tickets × this")
+    incident: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] = Field(
+        max_length=200, examples=["防汛"]
+    )
+    categories: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=500, examples=[["E0501", "S0101"]]
+    )
+    deadline_factor: Annotated[
+        float,
+        Field(ge=MIN_FACTOR, le=1, description="deadlines of new tickets × this (0.1 to 1)"),
+        REFUSE_AS_TEXT,
+    ]
 
 
 class EmergencyRead(BaseModel):
     """An emergency mode, active or ended."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     id: uuid.UUID
     area: str

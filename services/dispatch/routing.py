@@ -30,10 +30,17 @@ class RoutingRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     category: str = Field(min_length=1, max_length=64)
-    district: str | None = None
+    district: str | None = Field(default=None, min_length=1, max_length=32)
     priority: Priority | None = None
-    source: str | None = None
-    department: str = Field(min_length=1, max_length=64, description="bureau kind, e.g. cgj")
+    source: str | None = Field(
+        default=None, max_length=16, description="hotline, sensor, grid or api"
+    )
+    department: str = Field(
+        min_length=1,
+        max_length=64,
+        description="bureau kind, e.g. cgj: the rule routes to that bureau at the owning tier "
+        "(cgj@<district> in a district, cgj at the city)",
+    )
 
     def matches(self, category: str, district: str | None, priority: str, source: str) -> bool:
         """True when every criterion the rule sets holds."""

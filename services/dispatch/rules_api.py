@@ -11,6 +11,7 @@ from services.dispatch.rules import check_rules
 from services.dispatch.rules_store import load_rules, replace_rules
 from services.dispatch.schemas import DepartmentRead, RoutingRules
 from shared.auth import Principal
+from shared.params import Code
 from shared.web import PrincipalDep, RuntimeDep, SessionDep, require_json, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["routing"], dependencies=[Depends(require_json)])
@@ -44,8 +45,8 @@ async def list_departments(
     context: ContextDep,
     group: Literal["bureau", "utility", "office", "dispatch"] | None = None,
     level: Literal["city", "district", "street"] | None = None,
-    area: str | None = None,
-    kind: str | None = None,
+    area: Code | None = None,
+    kind: Code | None = None,
 ) -> list[DepartmentRead]:
     """City bureaus, their district counterparts, street offices and dispatcher queues."""
     return [

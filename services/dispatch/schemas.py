@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -11,11 +11,18 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from services.dispatch.deadlines import Colour
 from services.dispatch.lifecycle import Action
 from services.dispatch.routing import RoutingRule
+from services.dispatch.rules import MAX_RULES
 from shared.catalogue import DeadlineHours, Priority
+
+# Every model here refuses NaN and Infinity: JSON has no such numbers (they would be served as
+# null, breaking the published schema), so building a response with one fails loudly instead.
+FINITE = ConfigDict(allow_inf_nan=False)
 
 
 class AreaRef(BaseModel):
     """An area by code and name."""
+
+    model_config = FINITE
 
     code: str
     name: str
@@ -23,6 +30,8 @@ class AreaRef(BaseModel):
 
 class TicketRead(BaseModel):
     """A ticket with where it is and who owns it."""
+
+    model_config = FINITE
 
     id: uuid.UUID
     category: str
@@ -57,11 +66,17 @@ class TicketRead(BaseModel):
     resolved_at: datetime | None
     closed_at: datetime | None
     satisfaction: int | None
-    allowed_actions: list[Action] = Field(description="what the ticket's status allows now")
+    allowed_actions: list[Action] = Field(
+        description="what the caller may do to the ticket now (its role, centre and department, "
+        "the ticket's status): exactly the actions POST .../actions would not refuse with 403 "
+        "or 409"
+    )
 
 
 class LinkedEvent(BaseModel):
     """An event linked to a ticket (never who reported it)."""
+
+    model_config = FINITE
 
     id: uuid.UUID
     source: str
@@ -71,6 +86,8 @@ class LinkedEvent(BaseModel):
 
 class TimelineEntry(BaseModel):
     """One entry of a ticket's timeline."""
+
+    model_config = FINITE
 
     seq: int
     at: datetime
@@ -91,6 +108,8 @@ class TicketDetail(TicketRead):
 
 class TicketPage(BaseModel):
     """A page of tickets, newest first; pass `next_cursor` back as `cursor` for the next."""
+
+    model_config = FINITE
 
     items: list[TicketRead]
     next_cursor: str | None
@@ -113,7 +132,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 class ActionRequest(BaseModel):
     """One lifecycle action on a ticket."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     action: Action
     note: str = Field(default="", max_length=4000)
@@ -121,7 +140,11 @@ class ActionRequest(BaseModel):
     department: str | None = Field(default=None, max_length=64)
     photos: list[str] = Field(default_factory=list, max_length=10)
     passed: bool | None = None
-    until: AwareDatetime | None = None
+    until: AwareDatetime | None = Field(
+        default=None,
+        description="defer: the new handling deadline, later than the current one and at most "
+        "CITYHUB_DISPATCH__MAX_DEFER_DAYS (default 90) days ahead",
+    )
     score: int | None = Field(default=None, ge=1, le=5)
     into: uuid.UUID | None = None
     event_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=1000)
@@ -139,6 +162,11 @@ class ActionRequest(BaseModel):
         missing = [f for f in REQUIRED.get(self.action, ()) if getattr(self, f) is None]
         if missing:
             raise ValueError(f"{self.action} needs {', '.join(missing)}")
+        if self.until is not None:
+            try:  # a far-off offset can push an extreme date out of datetime's range
+                self.until = self.until.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("until is out of range") from None
         if self.action == "comment" and not (self.note or self.photos):
             raise ValueError("comment needs a note or photos")
         for photo in self.photos:
@@ -150,6 +178,8 @@ class ActionRequest(BaseModel):
 class ActionResult(BaseModel):
     """The ticket after the action (and the ticket a split opened)."""
 
+    model_config = FINITE
+
     ticket: TicketDetail
     new_ticket_id: uuid.UUID | None = None
 
@@ -159,11 +189,13 @@ class RoutingRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[RoutingRule]
+    rules: list[RoutingRule] = Field(max_length=MAX_RULES)
 
 
 class DepartmentRead(BaseModel):
     """A handling department or a centre's dispatcher queue."""
+
+    model_config = FINITE
 
     code: str
     name: str
@@ -176,6 +208,8 @@ class DepartmentRead(BaseModel):
 class PriorityDeadlines(BaseModel):
     """Allowed hours at one priority, and whether they are set or scaled from the default."""
 
+    model_config = FINITE
+
     accept_hours: float
     handle_hours: float
     overridden: bool
@@ -183,6 +217,8 @@ class PriorityDeadlines(BaseModel):
 
 class CategoryDeadlines(BaseModel):
     """A category's deadlines at every priority."""
+
+    model_config = FINITE
 
     category: str
     default_priority: Priority
@@ -192,6 +228,6 @@ class CategoryDeadlines(BaseModel):
 class DeadlinesUpdate(BaseModel):
     """Per-priority accept/handle hours; priorities left out are scaled from the default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     deadlines: dict[Priority, DeadlineHours]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from services.dispatch.deadlines import Colour, colour
 from services.dispatch.departments import Directory
-from services.dispatch.lifecycle import allowed_actions
+from services.dispatch.permissions import offered_actions, place
 from services.dispatch.schemas import (
     AreaRef,
     LinkedEvent,
@@ -17,6 +17,7 @@ from services.dispatch.schemas import (
     TimelineEntry,
 )
 from shared.areas import Hierarchy
+from shared.auth import Principal
 from shared.db.models import Event, Ticket, TicketTransition
 
 DONE = frozenset({"resolved", "closed", "rejected"})
@@ -47,9 +48,10 @@ def ticket_read(
     event_ids: list[uuid.UUID],
     hierarchy: Hierarchy,
     directory: Directory | None,
+    principal: Principal,
     now: datetime,
 ) -> TicketRead:
-    """The API view of a ticket."""
+    """The API view of a ticket, offering what `principal` may do to it now."""
     department = directory.get(ticket.department) if directory and ticket.department else None
     return TicketRead(
         id=ticket.id,
@@ -85,7 +87,12 @@ def ticket_read(
         resolved_at=ticket.resolved_at,
         closed_at=ticket.closed_at,
         satisfaction=ticket.satisfaction,
-        allowed_actions=allowed_actions(ticket.status),  # type: ignore[arg-type]
+        allowed_actions=offered_actions(
+            principal,
+            place(ticket),
+            ticket.status,  # type: ignore[arg-type]
+            reports=ticket.report_count,
+        ),
     )
 
 
@@ -95,10 +102,11 @@ def ticket_detail(
     entries: Sequence[TicketTransition],
     hierarchy: Hierarchy,
     directory: Directory | None,
+    principal: Principal,
     now: datetime,
 ) -> TicketDetail:
     """A ticket with its linked events (no reporter details) and its timeline."""
-    base = ticket_read(ticket, [e.id for e in events], hierarchy, directory, now)
+    base = ticket_read(ticket, [e.id for e in events], hierarchy, directory, principal, now)
     return TicketDetail(
         **base.model_dump(),
         events=[

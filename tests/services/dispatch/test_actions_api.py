@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -149,12 +150,14 @@ async def test_dispatch_return_reassign_defer_park(hub: Hub) -> None:
     await hub.ok(ticket_id, desk, "dispatch", department=f"office@{street.code}")
     moved = await hub.ok(ticket_id, desk, "reassign", department=f"cgj@{DISTRICT}")
     assert moved["department"] == f"cgj@{DISTRICT}"
-    deferred = await hub.ok(ticket_id, desk, "defer", until="2099-01-01T08:00:00+08:00")
-    assert deferred["handle_due_at"].startswith("2099-01-01T00:00:00")
+    until = (datetime.now(UTC) + timedelta(days=60)).replace(microsecond=0)
+    deferred = await hub.ok(ticket_id, desk, "defer", until=until.isoformat())
+    assert datetime.fromisoformat(deferred["handle_due_at"]) == until
     assert (
         await hub.act(ticket_id, desk, "defer", until="2001-01-01T00:00:00Z")
     ).status_code == 422
-    earlier = await hub.act(ticket_id, desk, "defer", until="2098-01-01T00:00:00Z")
+    sooner = (until - timedelta(days=1)).isoformat()
+    earlier = await hub.act(ticket_id, desk, "defer", until=sooner)
     assert earlier.status_code == 422 and "later than" in earlier.json()["detail"]
     parked = await hub.ok(ticket_id, desk, "park", reason="待专项整治")
     assert parked["status"] == "parked" and await pending_timers(hub, ticket_id) == []
@@ -214,6 +217,11 @@ async def test_merge_and_split_by_hand(hub: Hub) -> None:
     assert (await hub.act(a, desk, "merge", into=a)).status_code == 422
 
     grid_event = next(e["id"] for e in survivor["events"] if e["source"] == "grid")
+    both = [e["id"] for e in survivor["events"]]
+    assert (await hub.act(a, desk, "split", event_ids=both)).status_code == 422  # none left
+    stray = await hub.act(a, desk, "split", event_ids=[str(uuid.uuid4())])
+    assert stray.status_code == 422 and "not linked" in stray.json()["detail"]
+    assert "split" in survivor["allowed_actions"]
     reply = await hub.act(a, desk, "split", event_ids=[grid_event], note="其实是两处")
     assert reply.status_code == 200, reply.text
     new_id = reply.json()["new_ticket_id"]
@@ -223,9 +231,10 @@ async def test_merge_and_split_by_hand(hub: Hub) -> None:
     assert split_off["event_ids"] == [grid_event] and split_off["report_count"] == 1
     assert split_off["timeline"][0]["data"]["split_from"] == a
     assert split_off["timeline"][0]["actor"] == "desk"
+    assert "split" not in left["allowed_actions"]  # one report left: nothing to split off
     everything = [e["id"] for e in left["events"]]
-    assert (await hub.act(a, desk, "split", event_ids=everything)).status_code == 422
-    assert (await hub.act(a, desk, "split", event_ids=[grid_event])).status_code == 422
+    single = await hub.act(a, desk, "split", event_ids=everything)
+    assert single.status_code == 409 and "single report" in single.json()["detail"]
 
 
 async def test_bad_action_bodies_are_422(embedded_hub: Hub) -> None:

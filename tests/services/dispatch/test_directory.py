@@ -114,3 +114,21 @@ def test_a_bad_calendar_file_is_a_config_error(tmp_path: Path) -> None:
 def test_the_production_gateway_forwards_dispatch_routes(path: str) -> None:
     assert upstream_for(path) == "dispatch"
     assert upstream_for("/api/v1/categories/C0201") is None  # the gateway serves the catalogue
+
+
+def test_a_department_serves_its_own_area(directory: Directory) -> None:
+    here = ("500103", "500103001")  # 渝中区, 七星岗街道
+    assert directory.serves("cgj", *here)  # a city bureau serves anywhere
+    assert directory.serves("cgj@500103", *here)
+    assert not directory.serves("cgj@500105", *here)  # 江北区's bureau
+    assert directory.serves("office@500103001", *here)
+    assert not directory.serves("office@500103003", *here)
+    assert not directory.serves("dispatch@500103", *here)  # a queue handles nothing
+    assert not directory.serves("nasa", *here)
+    assert not directory.serves("cgj@500103", None, None)  # unlocated: city bureaus only
+    assert directory.serves("cgj@500103", "500103", None)  # placed in a district, no street
+    kinds = set(directory.kinds)
+    serving = [d.code for d in directory.serving(*here)]
+    assert serving[0] == "office@500103001" and len(serving) == 1 + 2 * len(kinds)
+    assert set(serving) == {"office@500103001"} | {f"{k}@500103" for k in kinds} | kinds
+    assert {d.code for d in directory.serving(None, None)} == kinds

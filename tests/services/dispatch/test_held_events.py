@@ -2,8 +2,9 @@
 to admins and retried after a fix; it never holds back the events around it (both backends).
 
 The poison is a real stored value, not an injected failure: an event reported on 0001-01-01 (the
-intake accepted such a `reported_at`), whose merge window reaches before the first representable
-date, so opening its ticket raises OverflowError. It is stored straight into the database, as a
+intake accepted such a `reported_at` until it was bounded; rows stored before remain), whose
+merge window reaches before the first representable date, so opening its ticket raises
+OverflowError. It is stored straight into the database, as a
 SIGKILL leaves events: stored and answered 201, their `events.ingested` message lost.
 """
 
@@ -64,9 +65,10 @@ def new_event(hub: Hub, n: int, received: datetime, reported: datetime | None = 
         source_ref=f"held-{n}",
         category=category.code,
         location=Location(lon=point.x, lat=point.y),
-        reported_at=reported,
     )
     event, _message = normalise(payload, category, runtime.geotagger, "crm", now=received)
+    if reported is not None:  # past what the intake now accepts: set on the row directly
+        event.reported_at = reported
     return event
 
 

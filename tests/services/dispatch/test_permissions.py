@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from services.dispatch.lifecycle import ACTIONS, Action
+from services.dispatch.lifecycle import ACTIONS, STATUSES, Action, Status
 from services.dispatch.permissions import (
     DISPATCHER_ACTIONS,
     FIELD_ACTIONS,
     ForbiddenError,
     Place,
     can_read,
+    check,
     check_action,
+    offered_actions,
+    refusal,
 )
 from shared.auth import Principal, Scope
+from shared.errors import HubError
 
 S, S2, D, D2 = "500103001", "500103003", "500103", "500104"
 STREET_TICKET = Place(D, S, "street", S, "office@500103001")
@@ -86,3 +92,63 @@ def test_who_may_act(
 def test_every_action_belongs_to_a_role() -> None:
     assert set(ACTIONS) == DISPATCHER_ACTIONS | FIELD_ACTIONS
     assert frozenset({"comment"}) == DISPATCHER_ACTIONS & FIELD_ACTIONS
+
+
+DESK = who("dispatcher", f"street:{S}")
+CGJ_CREW = who("field_staff", f"district:{D}", "cgj@500103")
+
+
+def test_a_field_worker_is_offered_only_its_own_work() -> None:
+    assert offered_actions(CGJ_CREW, DISTRICT_TICKET, "dispatched", reports=2) == [
+        "accept", "comment",
+    ]  # fmt: skip
+    assert offered_actions(CGJ_CREW, DISTRICT_TICKET, "accepted", reports=2) == [
+        "start", "resolve", "comment",
+    ]  # fmt: skip
+    zjw = who("field_staff", f"district:{D}", "zjw@500103")
+    assert offered_actions(zjw, DISTRICT_TICKET, "dispatched", reports=2) == []
+    assert offered_actions(who("manager", "city"), STREET_TICKET, "dispatched", reports=2) == []
+
+
+def test_the_owning_desk_is_offered_what_the_ticket_allows_now() -> None:
+    assert offered_actions(DESK, STREET_TICKET, "dispatched", reports=2) == [
+        "return", "reassign", "escalate", "defer", "park", "comment", "merge", "split",
+    ]  # fmt: skip
+    assert "split" not in offered_actions(DESK, STREET_TICKET, "dispatched", reports=1)
+    assert offered_actions(DESK, DISTRICT_TICKET, "dispatched", reports=2) == []  # escalated
+    city = who("dispatcher", "city")
+    assert "escalate" not in offered_actions(city, CITY_TICKET, "new", reports=1)
+    assert offered_actions(DESK, STREET_TICKET, "closed", reports=1) == ["comment", "callback"]
+
+
+PRINCIPALS = [
+    DESK, CGJ_CREW, who("dispatcher", f"district:{D}"), who("dispatcher", "city"),
+    who("field_staff", f"street:{S}", "office@500103001"), who("manager", "city"),
+    who("admin", "city"),
+]  # fmt: skip
+PLACES = [STREET_TICKET, DISTRICT_TICKET, CITY_TICKET, UNLOCATED]
+
+
+@pytest.mark.parametrize(("status", "reports"), list(itertools.product(STATUSES, (1, 2))))
+def test_offered_is_exactly_what_check_lets_through(status: Status, reports: int) -> None:
+    for principal, place in itertools.product(PRINCIPALS, PLACES):
+        offered = offered_actions(principal, place, status, reports=reports)
+        for action in ACTIONS:
+            refused = refusal(principal, place, status, action, reports=reports)
+            assert (action in offered) == (refused is None)
+            if refused is None:
+                check(principal, place, status, action, reports=reports)
+                continue
+            assert refused.status_code in (403, 409)
+            with pytest.raises(HubError) as caught:
+                check(principal, place, status, action, reports=reports)
+            assert caught.value.status_code == refused.status_code
+
+
+def test_every_action_is_offered_somewhere() -> None:
+    offered = {
+        action
+        for principal, place, status in itertools.product(PRINCIPALS, PLACES, STATUSES)
+        for action in offered_actions(principal, place, status, reports=2)
+    }
+    assert offered == set(ACTIONS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from services.hub import create_hub_app
 from shared.settings import Settings
 from tests.support.apps import add_key, add_user, login, runtime_of, serving
@@ -52,3 +54,37 @@ async def test_catalogue_read_and_edit(embedded_settings: Settings) -> None:
         assert runtime_of(app).catalogue.get("C0201").handle_hours == 24  # type: ignore[union-attr]
         again = (await client.get("/api/v1/categories/C0201", headers=key)).json()
         assert again["department"] == "power"
+
+
+async def test_category_edits_are_bounded(embedded_settings: Settings) -> None:
+    app = create_hub_app(embedded_settings)
+    async with serving(app) as client:
+        await add_user(app, "root", "admin", "city")
+        admin = {**await login(client, "root"), "content-type": "application/json"}
+        lamp = (await client.get("/api/v1/categories/C0201", headers=admin)).json()
+        path = "/api/v1/categories/C0201"
+        for raw in ('"handle_hours": Infinity', '"accept_hours": NaN', '"handle_hours": 1e9'):
+            body = json.dumps(lamp)[:-1] + ", " + raw + "}"  # a later key wins in JSON objects
+            reply = await client.put(path, content=body, headers=admin)
+            assert reply.status_code == 422, (raw, reply.text)
+        for change in (
+            {"accept_hours": 50, "handle_hours": 48},  # accepted after it is due
+            {"priority": "critical", "handle_hours": 8000},  # ×4 at normal: 32,000 h
+            {"deadlines": {"normal": {"accept_hours": 5, "handle_hours": 1}}},
+            {"deadlines": {"urgent": {"accept_hours": 1, "handle_hours": 9000}}},
+            {"department": "nasa"},  # not a bureau kind of the directory
+            {"department": "cgj@500105"},
+            {"name_en": "x" * 201},
+            {"major_zh": "类" * 101},
+            {"keywords": ["井盖"] * 51},
+            {"keywords": ["长" * 51]},
+            {"attributes": [{"code": "a", "datatype": "string", "description": "x" * 1001}]},
+        ):
+            reply = await client.put(path, json={**lamp, **change}, headers=admin)
+            assert reply.status_code == 422, (change, reply.text)
+        unknown = await client.put(path, json={**lamp, "department": "nasa"}, headers=admin)
+        assert "cgj" in unknown.json()["detail"]  # names the kinds there are
+        assert (await client.get(path, headers=admin)).json() == lamp
+        longest = {**lamp, "accept_hours": 2190, "handle_hours": 2190, "priority": "critical"}
+        reply = await client.put(path, json=longest, headers=admin)  # 8,760 h at normal
+        assert reply.status_code == 200, reply.text
