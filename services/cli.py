@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -15,13 +15,17 @@ import typer
 import uvicorn
 import uvloop
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.areas import Hierarchy, HierarchyError, generate_demo, load_geojson_file
 from shared.auth import resolve_jwt_secret
 from shared.db.areas import replace_hierarchy
 from shared.db.engine import create_engine, create_sessionmaker
 from shared.errors import ConfigError, HubError
+from shared.logs import configure_logging, is_debug
+from shared.migrations.runner import current_revision
 from shared.mqtt_broker import BROKER_HINT
 from shared.netutil import ensure_port_free
 from shared.runtime import ensure_hierarchy, ensure_schema
@@ -93,7 +97,9 @@ def _serve(
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
-        access_log=settings.access_log,
+        access_log=(
+            is_debug(settings.log_level) if settings.access_log is None else settings.access_log
+        ),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws_per_message_deflate=False,  # compression costs ~40 % of websocket fan-out
     )
@@ -128,11 +134,66 @@ def _serve(
 
 
 def _settings() -> Settings:
+    """The settings of a command that uses the database; says on stderr which database that is."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
+    typer.echo(f"database: {database_label(settings)}", err=True)
     return settings
+
+
+def database_label(settings: Settings) -> str:
+    """The database the settings name, as a person reads it: a SQLite file's absolute path, or
+    the configured URL with its password masked."""
+    if settings.database_url is None:
+        return f"sqlite:///{_sqlite_file(settings)}"
+    try:
+        return make_url(settings.database_url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: mask anything between ':' and '@'
+        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", settings.database_url)
+
+
+def _sqlite_file(settings: Settings) -> Path:
+    database = make_url(settings.sqlalchemy_url).database
+    assert database is not None  # the settings always name the file in the data dir
+    return Path(database)
+
+
+def _no_hub(settings: Settings) -> HubError:
+    if settings.database_url is None:
+        where = f"in {settings.data_dir.resolve()} (the data directory, CITYHUB_DATA_DIR)"
+        fix = "set CITYHUB_DATA_DIR to the hub's data directory or run this where the hub runs"
+    else:
+        where = f"at {database_label(settings)} (CITYHUB_DATABASE_URL)"
+        fix = "set CITYHUB_DATABASE_URL to the hub's database"
+    return HubError(
+        f"no cityhub database {where}: {fix}; to set up a new hub there, run `cityhub migrate` "
+        "(or `cityhub run`) first"
+    )
+
+
+async def _hub_engine(settings: Settings, *, existing: bool = True) -> AsyncEngine:
+    """An engine on the hub's database at the current schema (migrated when embedded). With
+    `existing`, a command that manages a hub refuses to create one: it fails naming where it
+    looked, instead of leaving an empty database that no running hub reads."""
+    if existing and settings.database_url is None and not _sqlite_file(settings).exists():
+        raise _no_hub(settings)
+    engine = create_engine(settings)
+    try:
+        if existing:
+            try:
+                revision = await current_revision(engine)
+            except (SQLAlchemyError, OSError) as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise HubError(
+                    f"cannot open the database {database_label(settings)}: {reason}"
+                ) from None
+            if revision is None:
+                raise _no_hub(settings)
+        await ensure_schema(engine, migrate=settings.embedded)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
 
 
 @app.command()
@@ -160,7 +221,11 @@ def run(
 
     try:
         _preflight(settings, broker=settings.mqtt_url is None, migrate=True)
-        sim_key = _run(lambda: _with_session(settings, _simulator_key)) if simulate else None
+        sim_key = (
+            _run(lambda: _with_session(settings, _simulator_key, existing=False))
+            if simulate
+            else None
+        )
         _serve(create_hub_app(settings), settings, banner, simulator_key=sim_key)
     except HubError as exc:
         raise _fail(str(exc)) from None
@@ -246,9 +311,8 @@ def areas_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
 
     async def main() -> int:
         hierarchy = load_geojson_file(file)
-        engine = create_engine(settings)
+        engine = await _hub_engine(settings)
         try:
-            await ensure_schema(engine, migrate=settings.embedded)
             async with create_sessionmaker(engine)() as session, session.begin():
                 await replace_hierarchy(session, hierarchy)
         finally:
@@ -260,11 +324,13 @@ def areas_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fals
 
 
 async def _with_session(
-    settings: Settings, work: Callable[[AsyncSession, Hierarchy], Awaitable[T]]
+    settings: Settings,
+    work: Callable[[AsyncSession, Hierarchy], Awaitable[T]],
+    *,
+    existing: bool = True,
 ) -> T:
-    engine = create_engine(settings)
+    engine = await _hub_engine(settings, existing=existing)
     try:
-        await ensure_schema(engine, migrate=settings.embedded)
         sessions = create_sessionmaker(engine)
         hierarchy = await ensure_hierarchy(sessions)
         async with sessions() as session, session.begin():
@@ -277,11 +343,19 @@ async def _with_session(
 def users_add(
     username: str,
     role: Annotated[
-        str, typer.Option(help="admin | dispatcher | field_staff | manager | integrator")
+        str,
+        typer.Option(
+            help="admin | dispatcher | field_staff | manager (integrators use `cityhub keys add`)"
+        ),
     ],
     scope: Annotated[str, typer.Option(help="city | district:<centre_id> | street:<code>")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
-    department: Annotated[str | None, typer.Option(help="required for field_staff")] = None,
+    department: Annotated[
+        str | None,
+        typer.Option(
+            help="required for field_staff; must serve the scope (cgj, cgj@500103, office@<street>)"
+        ),
+    ] = None,
 ) -> None:
     """Add a user."""
     from services.gateway.identity import create_user
@@ -310,12 +384,44 @@ def users_list() -> None:
 
     settings = _settings()
 
-    async def work(session: AsyncSession, _h: Hierarchy) -> list[tuple[str, str, str, str]]:
+    async def work(session: AsyncSession, _h: Hierarchy) -> list[tuple[str, ...]]:
         users = await list_users(session)
-        return [(u.username, u.role, u.scope, u.department or "-") for u in users]
+        return [
+            (u.username, u.role, u.scope, u.department or "-", _status(disabled=u.disabled))
+            for u in users
+        ]
 
     for row in _run(lambda: _with_session(settings, work)):
         typer.echo("\t".join(row))
+
+
+def _status(*, disabled: bool) -> str:
+    return "disabled" if disabled else "active"
+
+
+def _set_disabled(username: str, disabled: bool) -> None:
+    from services.gateway.identity import set_user_disabled
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, _h: Hierarchy) -> bool:
+        return await set_user_disabled(session, username, disabled)
+
+    changed = _run(lambda: _with_session(settings, work))
+    state = _status(disabled=disabled)
+    typer.echo(f"user {username} is {state}" + ("" if changed else " (it was already)"))
+
+
+@users_app.command("disable")
+def users_disable(username: str) -> None:
+    """Disable a user: sign-in and the user's tokens are refused from now on (within a second)."""
+    _set_disabled(username, True)
+
+
+@users_app.command("enable")
+def users_enable(username: str) -> None:
+    """Enable a disabled user again."""
+    _set_disabled(username, False)
 
 
 @keys_app.command("add")
@@ -331,6 +437,51 @@ def keys_add(name: str) -> None:
     typer.echo(_run(lambda: _with_session(settings, work)))
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys: name, role, created, and active or when revoked (never the key itself)."""
+    from services.gateway.identity import list_api_keys
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, _h: Hierarchy) -> list[tuple[str, ...]]:
+        keys = await list_api_keys(session)
+        return [
+            (
+                k.name,
+                k.role,
+                k.created_at.isoformat(timespec="seconds"),
+                "active" if k.revoked_at is None else f"revoked {k.revoked_at:%Y-%m-%dT%H:%M:%S%z}",
+            )
+            for k in keys
+        ]
+
+    for row in _run(lambda: _with_session(settings, work)):
+        typer.echo("\t".join(row))
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke an API key: HTTP refuses it within a second, the MQTT broker at the next login."""
+    from services.gateway.identity import revoke_api_key
+
+    settings = _settings()
+
+    async def work(session: AsyncSession, _h: Hierarchy) -> Any:
+        return await revoke_api_key(session, name)
+
+    earlier = _run(lambda: _with_session(settings, work))
+    if earlier is not None:
+        typer.echo(f"API key {name} was already revoked at {earlier.isoformat(timespec='seconds')}")
+        return
+    typer.echo(f"revoked API key {name}")
+    if settings.mqtt_url is not None:  # Mosquitto reads its logins from the exported files
+        typer.secho(
+            "note: regenerate Mosquitto's files (cityhub mqtt export-auth) and send it SIGHUP",
+            err=True,
+        )
+
+
 @sensors_app.command("import")
 def sensors_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
     """Register or replace sensors from a CSV file (all rows checked before any is stored)."""
@@ -342,9 +493,8 @@ def sensors_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
     settings = _settings()
 
     async def main() -> tuple[int, int]:
-        engine = create_engine(settings)
+        engine = await _hub_engine(settings)
         try:
-            await ensure_schema(engine, migrate=settings.embedded)
             sessions = create_sessionmaker(engine)
             catalogue = await ensure_catalogue(sessions)
             now = datetime.now(UTC)
@@ -380,9 +530,8 @@ def mqtt_export_auth(
         login = (settings.mqtt_username, settings.mqtt_password.get_secret_value())
 
     async def main() -> Any:
-        engine = create_engine(settings)
+        engine = await _hub_engine(settings)
         try:
-            await ensure_schema(engine, migrate=settings.embedded)
             async with create_sessionmaker(engine)() as session:
                 return await mosquitto_auth(session, settings.mqtt_topic_root, login)
         finally:
@@ -418,9 +567,8 @@ def audit_verify() -> None:
     settings = _settings()
 
     async def main() -> list[ChainBreak]:
-        engine = create_engine(settings)
+        engine = await _hub_engine(settings)
         try:
-            await ensure_schema(engine, migrate=settings.embedded)
             async with create_sessionmaker(engine)() as session:
                 return list(await verify_all(session))
         finally:

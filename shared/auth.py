@@ -20,6 +20,9 @@ from shared.settings import PLACEHOLDER_SECRETS, Settings
 Role = Literal["admin", "dispatcher", "field_staff", "manager", "integrator"]
 ROLES: tuple[Role, ...] = get_args(Role)
 ScopeLevel = Literal["city", "district", "street"]
+# Integrators authenticate only with their API keys, never with a password or a token
+# (docs/decisions/0011-integrator-identity.md).
+KEY_ONLY_ROLES: frozenset[Role] = frozenset({"integrator"})
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "chk_"  # makes leaked keys easy to recognise in logs and secret scanners
 
@@ -64,6 +67,12 @@ class Principal:
     scope: Scope
     department: str | None = None
     via: Literal["token", "api_key"] = "token"
+
+
+def owner_limit(principal: Principal) -> str | None:
+    """The owner an integrator's reads are limited to (its own name: the events it submitted,
+    the sensors it owns); None for users, whom their role and scope limit instead."""
+    return principal.subject if principal.role in KEY_ONLY_ROLES else None
 
 
 def hash_password(password: str) -> str:
@@ -111,6 +120,8 @@ def read_token(token: str, secret: str) -> Principal:
         role = claims["role"]
         if role not in ROLES:
             raise HubError("invalid token role", 401)
+        if role in KEY_ONLY_ROLES:  # a token issued before integrators lost password sign-in
+            raise HubError(f"a {role} authenticates with its API key (X-API-Key), not a token", 401)
         return Principal(claims["sub"], role, Scope.parse(claims["scope"]), claims.get("dept"))
     except (jwt.PyJWTError, KeyError) as exc:
         raise HubError(f"invalid or expired token: {exc}", 401) from exc

@@ -48,8 +48,9 @@ class Runtime:
     jwt_secret: str
     # Objects components open for the process's lifetime (the MQTT broker, the proxy's client).
     extras: dict[str, Any] = field(default_factory=dict)
-    # API key hash → (principal or None, monotonic expiry): keys are checked on every request.
-    key_cache: dict[str, tuple[Principal | None, float]] = field(default_factory=dict)
+    # API key hash or "user:<name>" → (principal or None, monotonic expiry), re-read after
+    # `shared.web.CREDENTIAL_CACHE_TTL_S`: keys and token holders are checked on every request.
+    credential_cache: dict[str, tuple[Principal | None, float]] = field(default_factory=dict)
 
     async def database_ok(self) -> bool:
         """True when the database answers a trivial query."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["ingest", "dispatch", "metrics", "gateway"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SERVICE_NAMES: tuple[ServiceName, ...] = ("ingest", "dispatch", "metrics", "gateway")
 
 # Secrets that must never sign tokens in production.
@@ -40,6 +41,9 @@ class DispatchSettings(BaseModel):
     claim_idle_s: float = Field(default=30.0, gt=0)
     # Fired timer rows are deleted this many hours after firing (timelines keep what happened).
     fired_timer_retention_h: float = Field(default=168.0, gt=0)
+    # `defer` may move a handling deadline at most this many days ahead of now: a deferral
+    # postpones a deadline, it never switches it off.
+    max_defer_days: float = Field(default=90.0, gt=0, le=3_650, allow_inf_nan=False)
 
 
 class Settings(BaseSettings):
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
     mqtt_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     # Dead letters (refused input, kept to show integrators what went wrong) live this long.
     dead_letter_retention_h: float = Field(default=720.0, gt=0)
+    # JSON file of plausible sensor value ranges whose entries replace the shipped ones
+    # (services/ingest/sensors/data/plausible_ranges.json); None: the shipped ranges only.
+    sensor_ranges_file: Path | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     # Streams and keys are prefixed so several hubs (or test runs) can share one Redis.
@@ -80,9 +87,14 @@ class Settings(BaseSettings):
     ingest_url: str = "http://127.0.0.1:8001"
     dispatch_url: str = "http://127.0.0.1:8002"
     metrics_url: str = "http://127.0.0.1:8003"
-    log_level: str = "INFO"
-    access_log: bool = True  # one line per HTTP request; turn off for benchmarks
+    log_level: LogLevel = "INFO"  # CITYHUB_LOG_LEVEL, any case; DEBUG adds library details
+    access_log: bool | None = None  # a line per HTTP request; unset: only at DEBUG
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator(
         "database_url", "redis_url", "mqtt_url", "mqtt_username", "mqtt_shared_group", mode="before"

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.auth import Principal, Role, Scope, hash_api_key, read_token
-from shared.db.models import ApiKey
+from shared.auth import KEY_ONLY_ROLES, Principal, Role, Scope, hash_api_key, read_token
+from shared.db.engine import READ_ONLY
+from shared.db.models import ApiKey, User
 from shared.errors import HubError
 from shared.runtime import Runtime
 
@@ -25,10 +26,16 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request, runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
     """A session whose transaction the request owns: committed when the handler returns."""
-    async with runtime.sessions() as session, session.begin():
-        yield session
+    async with runtime.sessions() as session:
+        if request.method in SAFE_METHODS:
+            session.info[READ_ONLY] = True  # SQLite: never queue a read behind the writers
+        async with session.begin():
+            yield session
     runtime.outbox.wake()  # messages the request queued are committed: publish them now
 
 
@@ -52,33 +59,67 @@ async def authenticate(request: Request) -> Principal:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HubError("unsupported Authorization header: use Bearer <token>", 401)
-        return read_token(token.strip(), runtime.jwt_secret)
+        principal = read_token(token.strip(), runtime.jwt_secret)
+        if await _current_user(runtime, principal.subject) is None:
+            raise HubError(f"user {principal.subject!r} is disabled or no longer exists", 401)
+        return principal
     api_key = request.headers.get("x-api-key")
     if api_key:
         return await principal_for_api_key(runtime, api_key)
     raise HubError("authentication required: send a bearer token or an X-API-Key header", 401)
 
 
-KEY_CACHE_TTL_S = 30.0  # a revoked key stops working within this many seconds
-KEY_CACHE_MAX = 10_000  # entries; the cache is cleared when it grows past this
+# `cityhub keys revoke` and `cityhub users disable` run in another process: every process
+# re-reads a key or user at most this long after it last did, so a revoked key or a disabled
+# user's token is refused within about a second (decision 0011).
+CREDENTIAL_CACHE_TTL_S = 1.0
+CREDENTIAL_CACHE_MAX = 10_000  # entries; the cache is cleared when it grows past this
+_USER = "user:"  # cache keys of users; API keys are cached under their hex digest
+
+
+async def _cached(
+    runtime: Runtime, cache_key: str, load: Callable[[], Awaitable[Principal | None]]
+) -> Principal | None:
+    cache = runtime.credential_cache
+    cached = cache.get(cache_key)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    if cached is not None:
+        # Requests arriving while this one re-reads keep the last answer: without this, every
+        # request in flight when an entry expires queries at once and starves the pool.
+        cache[cache_key] = (cached[0], time.monotonic() + CREDENTIAL_CACHE_TTL_S)
+    principal = await load()
+    if len(cache) >= CREDENTIAL_CACHE_MAX:
+        cache.clear()
+    cache[cache_key] = (principal, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
+    return principal
+
+
+async def _current_user(runtime: Runtime, username: str) -> Principal | None:
+    """The user as stored now; None when disabled, gone, or not one who may hold a token."""
+
+    async def load() -> Principal | None:
+        async with runtime.sessions() as session:
+            user = await session.scalar(select(User).where(User.username == username))
+        if user is None or user.disabled or user.role in KEY_ONLY_ROLES:
+            return None
+        return Principal(user.username, user.role, Scope.parse(user.scope), user.department)  # type: ignore[arg-type]
+
+    return await _cached(runtime, _USER + username, load)
 
 
 async def principal_for_api_key(runtime: Runtime, key: str) -> Principal:
     """The integrator behind an API key; 401 when unknown or revoked (cached briefly)."""
     digest = hash_api_key(key)
-    now = time.monotonic()
-    cached = runtime.key_cache.get(digest)
-    if cached is not None and cached[1] > now:
-        principal = cached[0]
-    else:
+
+    async def load() -> Principal | None:
         async with runtime.sessions() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-        principal = None
-        if row is not None and row.revoked_at is None:
-            principal = Principal(row.name, row.role, Scope.parse(row.scope), via="api_key")  # type: ignore[arg-type]
-        if len(runtime.key_cache) >= KEY_CACHE_MAX:
-            runtime.key_cache.clear()
-        runtime.key_cache[digest] = (principal, now + KEY_CACHE_TTL_S)
+        if row is None or row.revoked_at is not None:
+            return None
+        return Principal(row.name, row.role, Scope.parse(row.scope), via="api_key")  # type: ignore[arg-type]
+
+    principal = await _cached(runtime, digest, load)
     if principal is None:
         raise HubError("invalid API key", 401)
     return principal

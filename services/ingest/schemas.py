@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.catalogue import Priority
+from shared.params import Moment
 
 Source = Literal["hotline", "sensor", "grid", "api"]
 MAX_DESCRIPTION = 4_000  # characters, as Open311 deployments commonly cap it
@@ -58,7 +59,7 @@ class EventCreate(BaseModel):
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     location: Location | None = None
     address: str | None = Field(default=None, max_length=500)
-    reported_at: AwareDatetime | None = None
+    reported_at: Moment | None = None  # bounded: a year-1 report overflowed the merge window
     reporter: Reporter | None = None
     attributes: dict[str, str | float | list[str]] = Field(
         default_factory=dict, description="Answers to the category's extra questions."

@@ -14,6 +14,7 @@ from shared.auth import (
     hash_password,
     issue_token,
     new_api_key,
+    owner_limit,
     read_token,
     resolve_jwt_secret,
     verify_password,
@@ -81,6 +82,21 @@ def test_token_round_trip_and_expiry() -> None:
     old = issue_token(who, SECRET, ttl_s=60, now=datetime.now(UTC) - timedelta(minutes=5))
     with pytest.raises(HubError, match="expired"):
         read_token(old, SECRET)
+
+
+def test_integrators_hold_no_tokens() -> None:
+    token = issue_token(Principal("crm", "integrator", Scope.parse("city")), SECRET, ttl_s=60)
+    with pytest.raises(HubError, match="API key") as refused:
+        read_token(token, SECRET)
+    assert refused.value.status_code == 401
+
+
+def test_integrators_read_only_their_own_whatever_their_scope() -> None:
+    key = Principal("crm", "integrator", Scope.parse("city"), via="api_key")
+    assert owner_limit(key) == "crm"
+    assert owner_limit(Principal("crm", "integrator", Scope.parse("street:500103001"))) == "crm"
+    for role in ("admin", "dispatcher", "field_staff", "manager"):
+        assert owner_limit(Principal("ana", role, Scope.parse("city"))) is None  # scope decides
 
 
 def test_embedded_mode_generates_and_keeps_a_secret(tmp_path: Path) -> None:

@@ -14,9 +14,10 @@ from services.ingest.sensors.payloads import SENSOR_ID_PATTERN
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from services.ingest.sensors.registration import rule_keys, sensor_row
 from services.ingest.sensors.schemas import AlarmRead, SensorPage, SensorPut, SensorRead
-from shared.auth import Principal
+from shared.auth import Principal, owner_limit
 from shared.db.models import Sensor, SensorAlarm
 from shared.errors import HubError, NotFoundError
+from shared.params import Code
 from shared.web import RuntimeDep, SessionDep, require_roles
 
 router = APIRouter(prefix="/api/v1/sensors", tags=["sensors"])
@@ -68,7 +69,8 @@ def alarm_read(alarm: SensorAlarm) -> AlarmRead:
 
 def _visible(principal: Principal, sensor: Sensor | None) -> Sensor:
     """The sensor if the caller may see it; 404 otherwise (never say which)."""
-    if sensor is None or (principal.role != "admin" and sensor.integrator != principal.subject):
+    owner = owner_limit(principal)  # admins (the only other role here) see every sensor
+    if sensor is None or (owner is not None and sensor.integrator != owner):
         raise NotFoundError("sensor not found")
     return sensor
 
@@ -124,12 +126,13 @@ async def get_sensor(sensor_id: SensorIdPath, principal: Owner, session: Session
 async def list_sensors(
     principal: Owner,
     session: SessionDep,
-    after: str | None = None,
+    after: Code | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SensorPage:
     """The caller's sensors (an admin's: all), by id; page on with `after`."""
-    integrator = None if principal.role == "admin" else principal.subject
-    rows = await store.list_sensors(session, integrator=integrator, after=after, limit=limit)
+    rows = await store.list_sensors(
+        session, integrator=owner_limit(principal), after=after, limit=limit
+    )
     return SensorPage(items=[to_read(s) for s in rows])
 
 

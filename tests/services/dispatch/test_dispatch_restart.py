@@ -73,6 +73,7 @@ async def test_embedded_hub_killed_mid_load(tmp_path: Path) -> None:
         "CITYHUB_ACCESS_LOG": "false",
         **{f"CITYHUB_DISPATCH__{k.upper()}": str(v) for k, v in FAST.items()},
     }
+    assert cli(env, "migrate").returncode == 0  # keys are added to an existing hub database
     key = cli(env, "keys", "add", "crm").stdout.strip()
     database = tmp_path / "cityhub.sqlite3"
 

@@ -23,7 +23,7 @@ async def hub(
         street = runtime_of(app).hierarchy.children(YUZHONG)[0].code
         await add_user(app, "city", "manager", "city")
         await add_user(app, "yz", "dispatcher", f"district:{YUZHONG}")
-        await add_user(app, "st", "field_staff", f"street:{street}", department="城管")
+        await add_user(app, "st", "field_staff", f"street:{street}", department=f"office@{street}")
         headers = {name: await login(client, name) for name in ("city", "yz", "st")}
         headers["key"] = {"X-API-Key": await add_key(app, "sensors-inc")}
         headers["street"] = {"code": street}

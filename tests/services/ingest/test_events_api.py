@@ -42,6 +42,8 @@ async def hub(
         ({"location": {"lon": 106, "lat": "north"}}, "lat"),
         ({"description": "长" * 4001}, "description"),
         ({"reported_at": "2026-01-01T08:00:00"}, "reported_at"),  # no time zone
+        ({"reported_at": "0001-01-01T00:00:00Z"}, "reported_at"),  # overflowed merge windows
+        ({"reported_at": "9999-12-31T23:59:59+14:00"}, "reported_at"),
         ({"surprise": 1}, "surprise"),
     ],
 )

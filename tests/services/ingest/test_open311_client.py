@@ -31,6 +31,7 @@ def _embedded_env(tmp_path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("output_format", ["json", "xml"])
 def test_georeport_reads_services_and_requests(tmp_path: Path, output_format: str) -> None:
     env = _embedded_env(tmp_path)
+    assert cli(env, "migrate").returncode == 0  # keys are added to an existing hub database
     added = cli(env, "keys", "add", "crm")
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip()
