@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from services.dispatch.app import component as dispatch
 from services.gateway.app import component as gateway
 from services.ingest.app import component as ingest
-from services.ingest.mqtt_auth import IngestBrokerGate, internal_login
-from services.ingest.mqtt_intake import INTERNAL_LOGIN_KEY
+from services.ingest.mqtt_auth import IngestBrokerGate
+from services.ingest.mqtt_handoff import HANDOFF_KEY, IntakeHandoff
+from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from services.metrics.app import component as metrics
 from shared.mqtt_broker import embedded_broker
 from shared.netutil import reachable
@@ -24,15 +25,21 @@ BROKER_KEY = "mqtt_broker"
 
 
 def broker_component(settings: Settings) -> Component:
-    """The embedded MQTT broker (integrators log in with their API keys) as a process resource,
-    with a health check."""
+    """The embedded MQTT broker (integrators log in with their API keys) handing every message to
+    the sensor intake, as a process resource, with a health check."""
 
     @asynccontextmanager
     async def broker(runtime: Runtime) -> AsyncIterator[object]:
         host, port = settings.mqtt_endpoint
-        login = runtime.extras[INTERNAL_LOGIN_KEY] = internal_login()  # ingest's, in memory only
-        async with embedded_broker(host, port, IngestBrokerGate(runtime, login)) as running:
-            yield running
+        intake: SensorIntake = runtime.extras[INTAKE_KEY]  # ingest's resources open first
+        gate = IngestBrokerGate(runtime)
+        handoff = runtime.extras[HANDOFF_KEY] = IntakeHandoff(intake, gate)
+        async with embedded_broker(host, port, gate, handoff) as running:
+            intake.connected()  # silence counts from now on (offline detection)
+            try:
+                yield running
+            finally:
+                intake.disconnected()
 
     async def broker_ok(runtime: Runtime) -> bool:
         return BROKER_KEY in runtime.extras

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +66,56 @@ async def _database_unavailable(_request: Request, exc: Exception) -> JSONRespon
     )
 
 
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method some route of `app` fully answers at `path`."""
+    allowed: set[str] = set()
+    for method in PROBED_METHODS:
+        # A fresh scope per probe: matching may note things in the scope it is given.
+        probe = {"type": "http", "path": path, "root_path": "", "method": method, "headers": []}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes):
+            allowed.add(method)
+    return allowed
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        # Starlette names only the first route whose path matched: GET and PUT of one path are
+        # two routes, so its `Allow` would leave one of them out.
+        allowed = allowed_methods(request.app, request.scope["path"])
+        if allowed:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+    return await http_exception_handler(request, exc)
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float spelled as text (JSON has no Infinity or NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes the refused input, and a refused `Infinity` or `NaN` (which
+    # Python's JSON parser reads) made rendering the 422 itself fail with a 500.
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every `HubError` as `{"detail": message}` with its status, and a database that
-    cannot be reached or locked as 503 instead of a 500."""
+    """Render every `HubError` as `{"detail": message}` with its status, a database that cannot
+    be reached or locked as 503 instead of a 500, and a 405 with every allowed method."""
     app.add_exception_handler(HubError, _render)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    # Embedded mode: every pooled connection waiting for SQLite's write lock (a burst).
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_BODY_LIMIT = 1 * 1024 * 1024  # bytes: 1 MiB covers any JSON event or batch we accept
+# Bytes past the limit still read (and thrown away) before answering 413, so that a client
+# still sending its body reads the answer instead of a reset connection; past this it is cut.
+DRAIN_LIMIT = 16 * 1024 * 1024
 
 
-class BodyTooLargeError(Exception):
-    """Raised from `receive` when the body grows past the limit."""
+class BodyTooLargeError(HTTPException):
+    """Raised from `receive` when a streamed (chunked) body grows past the limit.
+
+    An `HTTPException`, so that frameworks passing those on while they parse a body (FastAPI
+    answers any other error there with 400) render it as 413.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, too_large_message(limit), headers={"Connection": "close"})
+
+
+def too_large_message(limit: int) -> str:
+    """The `detail` of a 413."""
+    return f"request body larger than {limit} bytes"
 
 
 class BodyLimitMiddleware:
@@ -49,7 +65,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLargeError
+                    await _drain(receive, message, limit + DRAIN_LIMIT - seen)
+                    raise BodyTooLargeError(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -64,8 +81,17 @@ class BodyLimitMiddleware:
                 await _too_large(send, limit)
 
 
+async def _drain(receive: Receive, message: Message, budget: int) -> None:
+    """Read the rest of a request body, up to `budget` bytes, and throw it away."""
+    while message.get("more_body", False) and budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        budget -= len(message.get("body", b""))
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than {limit} bytes"}).encode()
+    body = json.dumps({"detail": too_large_message(limit)}).encode()
     await send(
         {
             "type": "http.response.start",

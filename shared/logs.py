@@ -14,8 +14,9 @@ def configure_logging(level: str) -> None:
     """Log at `level` (a logging level name); chatty libraries only from WARNING unless debug."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     logging.basicConfig(level=numeric, format="%(levelname)s %(name)s: %(message)s")
+    quiet = numeric > logging.DEBUG
     for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if numeric <= logging.DEBUG else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
 
 
 def is_debug(level: str) -> bool:

@@ -13,9 +13,12 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
+from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.limits import BodyLimitMiddleware
+from shared.openapi import document_errors
 from shared.runtime import Runtime, open_runtime, refresh_catalogue
 from shared.settings import Settings
 from shared.web import SECURITY_SCHEMES
@@ -39,6 +42,15 @@ class Component:
     resources: dict[str, Resource] = field(default_factory=dict)
     # Path prefix → largest accepted request body (bytes) where 1 MiB is not right.
     body_limits: dict[str, int] = field(default_factory=dict)
+
+
+class Health(BaseModel):
+    """`/healthz`: the process's services and the state of each dependency."""
+
+    status: str
+    services: list[str]
+    mode: str
+    checks: dict[str, str]
 
 
 async def _bus_ok(runtime: Runtime) -> bool:
@@ -99,13 +111,20 @@ def build_app(
                 # (tests build hundreds) would otherwise keep its runtime alive.
                 del app.state.tasks, app.state.runtime
 
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    # Swagger UI from the package, not FastAPI's CDN page; no ReDoc (it would need a CDN too).
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app)
     install_error_handlers(app)
     limits = {prefix: size for c in components for prefix, size in c.body_limits.items()}
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     names = [c.name for c in components]
 
-    @app.get("/healthz", tags=["health"])
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        response_model=Health,
+        responses={503: {"model": Health, "description": "A dependency is down"}},
+    )
     async def healthz() -> JSONResponse:
         """Liveness and the state of each dependency (503 when one is down)."""
         runtime: Runtime = app.state.runtime
@@ -122,12 +141,13 @@ def build_app(
     for component in components:
         for router in component.routers:
             app.include_router(router)
-    _document_security(app)
+    _document(app)
     return app
 
 
-def _document_security(app: FastAPI) -> None:
-    """Declare bearer/API-key auth on every /api/v1 operation in the OpenAPI schema."""
+def _document(app: FastAPI) -> None:
+    """Declare bearer/API-key auth on every /api/v1 operation in the OpenAPI schema, and every
+    error status each operation can answer (shared/openapi.py)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -138,6 +158,7 @@ def _document_security(app: FastAPI) -> None:
                 if path.startswith("/api/v1/"):
                     for operation in operations.values():
                         operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            document_errors(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -7,10 +7,9 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import ticket_store
@@ -24,6 +23,7 @@ from shared.auth import Principal
 from shared.catalogue import Priority
 from shared.db.models import Ticket
 from shared.errors import HubError
+from shared.params import Code, Moment, Text, check_moment
 from shared.runtime import Runtime
 from shared.web import RuntimeDep, SessionDep, require_json, require_roles
 
@@ -50,17 +50,25 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(at)
         if when.tzinfo is None:
             raise ValueError("naive time")
+        check_moment(when)  # a forged far-away time would overflow in the query
         return when, uuid.UUID(ticket_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise HubError("invalid cursor: pass back a next_cursor as given", 422) from exc
 
 
 async def _reads(
-    session: AsyncSession, runtime: Runtime, ctx: DispatchContext, tickets: list[Ticket]
+    session: AsyncSession,
+    runtime: Runtime,
+    ctx: DispatchContext,
+    principal: Principal,
+    tickets: list[Ticket],
 ) -> list[TicketRead]:
     events = await ticket_store.event_ids_by_ticket(session, [t.id for t in tickets])
     now = datetime.now(UTC)
-    return [ticket_read(t, events[t.id], runtime.hierarchy, ctx.directory, now) for t in tickets]
+    return [
+        ticket_read(t, events[t.id], runtime.hierarchy, ctx.directory, principal, now)
+        for t in tickets
+    ]
 
 
 @router.get("/tickets")
@@ -69,22 +77,22 @@ async def list_tickets(
     session: SessionDep,
     runtime: RuntimeDep,
     context: ContextDep,
-    status: Annotated[list[Status] | None, Query()] = None,
+    status: Annotated[list[Status] | None, Query(max_length=len(get_args(Status)))] = None,
     tier: Tier | None = None,
-    centre: str | None = None,
-    district: str | None = None,
-    street: str | None = None,
-    department: str | None = None,
-    category: str | None = None,
+    centre: Code | None = None,
+    district: Code | None = None,
+    street: Code | None = None,
+    department: Code | None = None,
+    category: Code | None = None,
     overdue: bool | None = None,
     priority: Priority | None = None,
-    source: str | None = None,
-    created_from: AwareDatetime | None = None,
-    created_to: AwareDatetime | None = None,
+    source: Code | None = None,
+    created_from: Moment | None = None,
+    created_to: Moment | None = None,
     located: Annotated[
         bool | None, Query(description="false: events the geotagger could not place")
     ] = None,
-    cursor: str | None = None,
+    cursor: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> TicketPage:
     """Tickets in the caller's scope, newest first, filtered; page with `cursor`."""
@@ -99,7 +107,7 @@ async def list_tickets(
     )
     page = rows[:limit]
     return TicketPage(
-        items=await _reads(session, runtime, context, page),
+        items=await _reads(session, runtime, context, principal, page),
         next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None,
     )
 
@@ -131,4 +139,4 @@ async def my_tasks(
     if not principal.department:
         raise HubError("your account has no department", 403)
     tickets = await ticket_store.tasks(session, principal.scope, principal.department, limit=limit)
-    return await _reads(session, runtime, context, tickets)
+    return await _reads(session, runtime, context, principal, tickets)

@@ -11,6 +11,7 @@ from shapely.geometry import mapping
 from shared.areas import Area, Hierarchy
 from shared.auth import Scope
 from shared.errors import NotFoundError
+from shared.params import Code
 from shared.web import PrincipalDep, RuntimeDep
 
 router = APIRouter(prefix="/api/v1", tags=["areas"])
@@ -66,12 +67,12 @@ def _ref(area: Area | None) -> AreaRef | None:
     return AreaRef(code=area.code, name=area.name) if area else None
 
 
-@router.get("/areas")
+@router.get("/areas", responses={404: {"description": "`parent` names no area"}})
 async def list_areas(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     level: Literal["city", "district", "street"] | None = None,
-    parent: str | None = None,
+    parent: Code | None = None,
     geometry: bool = False,
 ) -> list[AreaRead]:
     """Areas inside the caller's scope, by level and parent (geometry only when asked)."""
@@ -88,7 +89,7 @@ async def list_areas(
 
 
 @router.get("/areas/{code}")
-async def get_area(code: str, principal: PrincipalDep, runtime: RuntimeDep) -> AreaRead:
+async def get_area(code: Code, principal: PrincipalDep, runtime: RuntimeDep) -> AreaRead:
     """One area with its GeoJSON geometry."""
     area = runtime.hierarchy.get(code)
     if area is None or not visible(area, principal.scope, runtime.hierarchy):

@@ -19,7 +19,7 @@ from services.ingest.schemas import (
     GeotagRead,
     Location,
 )
-from shared.auth import Principal
+from shared.auth import Principal, owner_limit
 from shared.db.models import Event
 from shared.errors import HubError, NotFoundError
 from shared.events import NewEvent
@@ -112,8 +112,9 @@ def _first_error(exc: ValidationError) -> str:
 
 def may_read(principal: Principal, event: Event) -> bool:
     """Integrators read what they submitted; users read events located inside their scope."""
-    if principal.via == "api_key":
-        return event.submitted_by == principal.subject
+    owner = owner_limit(principal)
+    if owner is not None:
+        return event.submitted_by == owner
     return principal.scope.covers(event.district_code, event.street_code)
 
 

@@ -21,6 +21,7 @@ Reason = Literal[
     "oversize",  # payload larger than the limit
     "bad_topic",  # not <root>/sensors/<id>/readings|alarms|status
     "unknown_sensor",  # no sensor registered under that id
+    "forbidden_topic",  # embedded broker: not under one of the publisher's sensors (theirs to see)
     "alarm_rejected",  # the alarm's event was refused (e.g. its category was deleted)
     "internal_error",  # a bug: the message could not be evaluated
 ]

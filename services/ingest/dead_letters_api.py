@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from services.ingest import dead_letters
 from services.ingest.dead_letters import Reason
-from shared.auth import Principal
+from shared.auth import Principal, owner_limit
+from shared.params import RowId
 from shared.web import SessionDep, require_roles
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -44,10 +45,10 @@ async def get_dead_letters(
     session: SessionDep,
     reason: Reason | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(description="Page on: ids below this one")] = None,
+    before: Annotated[RowId | None, Query(description="Page on: ids below this one")] = None,
 ) -> DeadLetterPage:
     """Refused input, newest first: admins see all, integrators their own sensors' topics."""
-    integrator = None if principal.role == "admin" else principal.subject
+    integrator = owner_limit(principal)  # admins (the only other role here) see all
     rows = await dead_letters.list_dead_letters(
         session, integrator=integrator, reason=reason, limit=limit, before=before
     )

@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 
@@ -19,6 +19,7 @@ from shared.web import RuntimeDep
 
 router = APIRouter(tags=["ingest"])
 
+IMAGE_TYPES = sorted(set(MEDIA_TYPES.values()))
 PHOTO_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png)$")
 # The whole multipart body: every photo at its limit plus the form fields.
 GRID_BODY_LIMIT = MAX_PHOTOS * MAX_PHOTO_BYTES + 256 * 1024
@@ -77,8 +78,17 @@ async def create_grid_report(
     return to_read(event)
 
 
-@router.get("/files/{name}", response_class=FileResponse)
-async def get_file(name: str, runtime: RuntimeDep) -> FileResponse:
+@router.get(
+    "/files/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The photo",
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+        }
+    },
+)
+async def get_file(name: Annotated[str, Path(max_length=80)], runtime: RuntimeDep) -> FileResponse:
     """A stored photo; its SHA-256 name is the capability (unguessable, immutable)."""
     if not PHOTO_NAME.match(name):
         raise NotFoundError("no such file")

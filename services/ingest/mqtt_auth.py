@@ -1,5 +1,6 @@
 """Who may use the MQTT broker: integrators log in with their API key name and key, and publish
-only under their own sensors' topics; ingest subscribes.
+only under their own sensors' topics; ingest subscribes (to Mosquitto; the embedded broker hands
+messages to the intake itself).
 
 Two enforcement points share these rules: the gate the embedded amqtt broker asks
 (`IngestBrokerGate`), and the password file + ACL generated for Mosquitto (`mosquitto_auth`).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import re
-import secrets
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -19,14 +20,9 @@ from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.auth import hash_api_key
 from shared.db.models import ApiKey, Sensor
 from shared.runtime import Runtime
+from shared.web import CREDENTIAL_CACHE_TTL_S
 
 _MOSQUITTO_NAME = re.compile(r"[^\s:#]+")  # what a password file line and an ACL line can hold
-INTERNAL_USER = "$cityhub-ingest"  # '$' keeps it apart from API key names in practice
-
-
-def internal_login() -> tuple[str, str]:
-    """A fresh login for ingest on the embedded broker (kept in memory only)."""
-    return INTERNAL_USER, secrets.token_urlsafe(32)
 
 
 def publisher_sensor(topic: str, root: str) -> str | None:
@@ -41,16 +37,15 @@ def publisher_sensor(topic: str, root: str) -> str | None:
 class IngestBrokerGate:
     """The embedded broker's authentication and topic rules (see shared.mqtt_broker)."""
 
-    def __init__(self, runtime: Runtime, internal: tuple[str, str]) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._internal = internal
+        # key name → (still unrevoked, monotonic time to look again): connected clients' keys
+        self._valid: dict[str, tuple[bool, float]] = {}
 
     async def authenticate(self, username: str | None, password: str | None) -> bool:
-        """Ingest's internal login, or an unrevoked integrator key; anonymous never."""
+        """An unrevoked integrator key; anonymous never."""
         if not username or not password:
             return False
-        if username == self._internal[0]:
-            return hmac.compare_digest(password.encode(), self._internal[1].encode())
         async with self._runtime.sessions() as session:
             key = await session.scalar(select(ApiKey).where(ApiKey.name == username))
         return (
@@ -58,6 +53,24 @@ class IngestBrokerGate:
             and key.revoked_at is None
             and hmac.compare_digest(key.key_hash, hash_api_key(password))
         )
+
+    async def still_valid(self, username: str | None) -> bool:
+        """True while a connected client's key is unrevoked; re-read at most every
+        `CREDENTIAL_CACHE_TTL_S`, as HTTP does (`cityhub keys revoke` is another process)."""
+        if username is None:
+            return False
+        now = time.monotonic()
+        cached = self._valid.get(username)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        self._valid[username] = (cached[0] if cached else True, now + CREDENTIAL_CACHE_TTL_S)
+        async with self._runtime.sessions() as session:
+            row = (
+                await session.execute(select(ApiKey.revoked_at).where(ApiKey.name == username))
+            ).first()
+        valid = row is not None and row.revoked_at is None
+        self._valid[username] = (valid, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
+        return valid
 
     def may_publish(self, username: str | None, topic: str) -> bool:
         """Integrators publish only under sensors they own."""
@@ -68,8 +81,8 @@ class IngestBrokerGate:
         return intake is not None and intake.registry.owner_of(sensor_id) == username
 
     def may_subscribe(self, username: str | None, topic_filter: str) -> bool:
-        """Only ingest subscribes."""
-        return username == self._internal[0]
+        """Nobody: the embedded broker hands every message to the intake (mqtt_handoff.py)."""
+        return False
 
 
 @dataclass(frozen=True)

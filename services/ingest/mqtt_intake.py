@@ -5,9 +5,11 @@ The loop owns paho's socket (`add_reader`/`add_writer` + `loop_read`/`loop_write
 the loop; only the blocking TCP connect runs in an executor. QoS 1 messages are acknowledged by
 hand (`manual_ack`): most readings at once (nothing to store), the rest once what they caused is
 committed: a crash loses nothing, the broker redelivers. The session
-is persistent (stable client id; MQTT 5 session expiry against Mosquitto, clean_session=False
-against the embedded amqtt broker, which speaks 3.1.1 only), so QoS 1 messages published while
+is persistent (stable client id, MQTT 5 session expiry), so QoS 1 messages published while
 ingest is down wait in the broker. Reconnects back off exponentially and re-subscribe.
+
+This is the production path (Mosquitto). In embedded mode no client sits in between: the
+in-process broker hands messages to the intake itself (services/ingest/mqtt_handoff.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from services.ingest.mqtt_handoff import HANDOFF_KEY
 from services.ingest.sensors.payloads import topic_filter
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.runtime import Runtime
@@ -34,7 +37,6 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-INTERNAL_LOGIN_KEY = "mqtt_internal_login"  # runtime.extras: ingest's login on the embedded broker
 KEEPALIVE_S = 30  # MQTT keep-alive; paho pings after this long without traffic
 MISC_INTERVAL_S = 1.0  # how often paho's keep-alive bookkeeping runs
 CONNECT_TIMEOUT_S = 10.0  # TCP connect plus CONNACK
@@ -81,11 +83,10 @@ class Acks:
         self.owed = 0
 
 
-def subscription(settings: Settings, *, embedded: bool) -> str:
-    """The topic filter ingest subscribes to (shared between replicas on Mosquitto; amqtt has no
-    shared subscriptions)."""
+def subscription(settings: Settings) -> str:
+    """The topic filter ingest subscribes to (shared between replicas on Mosquitto)."""
     topics = topic_filter(settings.mqtt_topic_root)
-    if settings.mqtt_shared_group and not embedded:
+    if settings.mqtt_shared_group:
         return f"$share/{settings.mqtt_shared_group}/{topics}"
     return topics
 
@@ -98,16 +99,11 @@ class MqttIntake:
         intake: SensorIntake,
         settings: Settings,
         login: tuple[str, str] | None,
-        *,
-        embedded: bool,
     ) -> None:
         self._intake = intake
         self._settings = settings
         self._login = login
-        self._embedded = embedded
-        # The embedded amqtt broker speaks MQTT 3.1.1 only; Mosquitto gets MQTT 5.
-        self._v5 = not embedded
-        self._topics = subscription(settings, embedded=embedded)
+        self._topics = subscription(settings)
         self._acks = Acks(self._send_ack)
         self._client = self._make_client()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -141,8 +137,7 @@ class MqttIntake:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._settings.mqtt_client_id,
-            clean_session=None if self._v5 else False,
-            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            protocol=mqtt.MQTTv5,
             manual_ack=True,
             reconnect_on_failure=False,
         )
@@ -191,20 +186,17 @@ class MqttIntake:
         self._lost.clear()
         self._settled.clear()
         self._failure = "no CONNACK"
-        if self._v5:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_S
-            properties.ReceiveMaximum = RECEIVE_MAXIMUM
-            connect = partial(
-                self._client.connect,
-                host,
-                port,
-                keepalive=KEEPALIVE_S,
-                clean_start=False,
-                properties=properties,
-            )
-        else:
-            connect = partial(self._client.connect, host, port, keepalive=KEEPALIVE_S)
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        connect = partial(
+            self._client.connect,
+            host,
+            port,
+            keepalive=KEEPALIVE_S,
+            clean_start=False,
+            properties=properties,
+        )
         await self._loop.run_in_executor(None, connect)  # DNS and TCP connect block
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await self._settled.wait()  # CONNACK, a refusal or a lost socket
@@ -390,15 +382,16 @@ class MqttIntake:
 async def mqtt_worker(runtime: Runtime) -> None:
     """Ingest's worker consuming sensor messages from the broker."""
     intake: SensorIntake = runtime.extras[INTAKE_KEY]
-    login: tuple[str, str] | None = runtime.extras.get(INTERNAL_LOGIN_KEY)
-    embedded = login is not None  # the broker runs in this process and made us a login
+    if HANDOFF_KEY in runtime.extras:
+        return  # the embedded broker runs in this process and hands messages over itself
     settings = runtime.settings
-    if not embedded and settings.mqtt_url is None:
+    if settings.mqtt_url is None:
         logger.warning("MQTT intake is off: no broker here and CITYHUB_MQTT_URL is not set")
         return
-    if login is None and settings.mqtt_username:
+    login: tuple[str, str] | None = None
+    if settings.mqtt_username:
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
         login = (settings.mqtt_username, password)
-    consumer = MqttIntake(intake, settings, login, embedded=embedded)
+    consumer = MqttIntake(intake, settings, login)
     runtime.extras["mqtt_intake"] = consumer
     await consumer.run()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -27,10 +27,21 @@ from services.ingest import store
 from services.ingest.intake import submit
 from services.ingest.logic import check_attributes
 from services.ingest.open311_format import Format, Open311Error
+from services.ingest.open311_schemas import (
+    Open311Discovery,
+    Open311ErrorItem,
+    Open311Receipt,
+    Open311Service,
+    Open311ServiceDefinition,
+    Open311ServiceRequest,
+    answer,
+)
 from services.ingest.schemas import EventCreate
 from shared.catalogue import Category
 from shared.db.models import Event, Ticket
 from shared.errors import HubError
+from shared.limits import BodyTooLargeError
+from shared.params import MAX_TEXT
 from shared.runtime import Runtime
 from shared.web import RuntimeDep, SessionDep, principal_for_api_key
 
@@ -39,6 +50,18 @@ KEY_SERVICE = "API keys are issued by the hub's administrators (`cityhub keys ad
 SUBMITTER_ROLES = frozenset({"integrator", "admin", "dispatcher", "field_staff"})
 IDEMPOTENCY_FIELD = "external_id"  # the one client-side id we honour; see decision 0006
 MAX_EXTERNAL_ID = 100  # characters, leaving room for the key name in source_ref (200)
+# Lengths of query and path parameters (characters): longer ones are refused with 400.
+MAX_SHORT_PARAM = 64  # dates, status, page numbers, lang, jurisdiction_id
+MAX_CODES_PARAM = 2_000  # a comma list of service codes
+MAX_IDS_PARAM = 37 * 1_000  # a comma list of up to MAX_RESULTS (1000) request ids
+MAX_RESOURCE = 100  # `CODE.json`, `ID.xml`
+# Ids and codes are printable ASCII: this keeps the longest lists inside the 64 KiB an HTTP server
+# accepts for a request line (other characters would take up to 12 bytes each, percent-encoded).
+ASCII_TEXT = r"^[ -~]*$"
+ShortParam = Annotated[str | None, Query(max_length=MAX_SHORT_PARAM)]
+IdList = Annotated[str | None, Query(max_length=MAX_IDS_PARAM, pattern=ASCII_TEXT)]
+CodeList = Annotated[str | None, Query(max_length=MAX_CODES_PARAM, pattern=ASCII_TEXT)]
+Resource = Annotated[str, Path(max_length=MAX_RESOURCE)]
 # The fields of EventCreate as an Open311 client names them, for error messages.
 _FIELD_NAMES = {
     "attachments": "media_url",
@@ -102,6 +125,8 @@ class Open311Route(APIRoute):
                 if code is None:
                     raise
                 return _error_response(code, (exc.message,), path)
+            except BodyTooLargeError:
+                raise  # 413 as everywhere else: the body limit answers before any route does
             except StarletteHTTPException as exc:
                 code = _open311_status(exc.status_code)
                 if code is None:
@@ -111,23 +136,20 @@ class Open311Route(APIRoute):
         return guarded
 
 
-_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
-    },
-}
+# Every client error is the spec's error array, in the format the path asks for ("4XX" also
+# tells shared/openapi.py that these routes render their own client errors: no 422 here).
 router = APIRouter(
     prefix="/open311",
     tags=["open311"],
     route_class=Open311Route,
     responses={
-        code: {
-            "description": f"Open311 error array (`<errors><error>` in XML): {meaning}",
-            "content": {"application/json": {"schema": _ERROR_SCHEMA}, "text/xml": {}},
-        }
-        for code, meaning in ((400, "bad request"), (403, "bad api_key"), (404, "not found"))
+        code: answer(Open311ErrorItem, f"The spec's error array: {meaning}", root="errors")
+        for code, meaning in (
+            (400, "bad request"),
+            (403, "no valid api_key"),
+            (404, "not found"),
+            ("4XX", "any other client error"),
+        )
     },
 )
 
@@ -163,7 +185,11 @@ def _category(runtime: Runtime, code: str) -> Category:
 
 
 @router.get("/v2/discovery", include_in_schema=False)
-@router.get("/v2/discovery.{fmt}", openapi_extra=_FMT_PARAM)
+@router.get(
+    "/v2/discovery.{fmt}",
+    openapi_extra=_FMT_PARAM,
+    responses={200: answer(Open311Discovery, "Service discovery")},
+)
 async def discovery(request: Request, form: FormatDep, session: SessionDep) -> Response:
     """Service discovery: this endpoint, its formats and when the service list last changed."""
     changeset = await store.catalogue_changed_at(session) or datetime(2026, 1, 1, tzinfo=UTC)
@@ -185,20 +211,27 @@ def _endpoint_url(request: Request) -> str:
 
 
 @router.get("/v2/services", include_in_schema=False)
-@router.get("/v2/services.{fmt}", openapi_extra=_FMT_PARAM)
+@router.get(
+    "/v2/services.{fmt}",
+    openapi_extra=_FMT_PARAM,
+    responses={200: answer(Open311Service, "The services", root="services")},
+)
 async def list_services(
     form: FormatDep,
     runtime: RuntimeDep,
-    jurisdiction_id: str | None = None,
-    lang: str | None = None,
+    jurisdiction_id: ShortParam = None,
+    lang: ShortParam = None,
 ) -> Response:
     """Every category citizens may report (sensor alarms excepted) as an Open311 service."""
     return _respond("services", fmt.services(runtime.catalogue, fmt.parse_lang(lang)), form)
 
 
-@router.get("/v2/services/{resource}")
+@router.get(
+    "/v2/services/{resource}",
+    responses={200: answer(Open311ServiceDefinition, "The service definition")},
+)
 async def get_service_definition(
-    resource: str, runtime: RuntimeDep, jurisdiction_id: str | None = None
+    resource: Resource, runtime: RuntimeDep, jurisdiction_id: ShortParam = None
 ) -> Response:
     """A service definition (`CODE.json` / `CODE.xml`): the category's extra questions."""
     code, form = fmt.split_resource(resource)
@@ -213,6 +246,10 @@ async def get_service_definition(
 @router.post(
     "/v2/requests.{fmt}",
     status_code=201,
+    responses={
+        201: answer(Open311Receipt, "Submitted", root="service_requests"),
+        200: answer(Open311Receipt, "Repeated external_id: the original", root="service_requests"),
+    },
     openapi_extra={
         **_FMT_PARAM,
         "requestBody": {
@@ -253,7 +290,7 @@ async def create_request(
     request: Request,
     form: FormatDep,
     runtime: RuntimeDep,
-    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
+    x_api_key: Annotated[str | None, Header(alias="X-API-Key", max_length=MAX_TEXT)] = None,
 ) -> Response:
     """Submit a service request (form-encoded or multipart); 201, or 200 for a repeated
     `external_id` with the original request. Stored through the group-commit writer, like
@@ -326,20 +363,24 @@ async def create_request(
 
 
 @router.get("/v2/requests", include_in_schema=False)
-@router.get("/v2/requests.{fmt}", openapi_extra=_FMT_PARAM)
+@router.get(
+    "/v2/requests.{fmt}",
+    openapi_extra=_FMT_PARAM,
+    responses={200: answer(Open311ServiceRequest, "The requests", root="service_requests")},
+)
 async def list_requests(
     form: FormatDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    service_request_id: str | None = None,
-    service_code: str | None = None,
-    start_date: str | None = None,
-    end_date: str | None = None,
-    status: str | None = None,
-    page: str | None = None,
-    page_size: str | None = None,
-    lang: str | None = None,
-    jurisdiction_id: str | None = None,
+    service_request_id: IdList = None,
+    service_code: CodeList = None,
+    start_date: ShortParam = None,
+    end_date: ShortParam = None,
+    status: ShortParam = None,
+    page: ShortParam = None,
+    page_size: ShortParam = None,
+    lang: ShortParam = None,
+    jurisdiction_id: ShortParam = None,
 ) -> Response:
     """Service requests, newest first: by ids (comma list; then nothing else applies), or by
     service_code, status and requested time (default: the last 90 days), 1000 at most a page."""
@@ -383,13 +424,18 @@ async def list_requests(
     return _respond("service_requests", body, form)
 
 
-@router.get("/v2/requests/{resource}")
+@router.get(
+    "/v2/requests/{resource}",
+    responses={
+        200: answer(Open311ServiceRequest, "The request, alone in a list", root="service_requests")
+    },
+)
 async def get_request(
-    resource: str,
+    resource: Resource,
     session: SessionDep,
     runtime: RuntimeDep,
-    lang: str | None = None,
-    jurisdiction_id: str | None = None,
+    lang: ShortParam = None,
+    jurisdiction_id: ShortParam = None,
 ) -> Response:
     """One service request (`ID.json` / `ID.xml`) as a one-element array; 404 when unknown."""
     text, form = fmt.split_resource(resource)
@@ -440,10 +486,18 @@ def _uuid(text: str) -> uuid.UUID | None:
     include_in_schema=False,
 )
 async def not_found(request: Request, rest: str) -> Response:
-    """Anything else under /open311: 405 for a known path, 404 otherwise, in the spec's format."""
+    """Anything else under /open311: 405 (with `Allow`) for a known path, 404 otherwise, in the
+    spec's format."""
+    allowed: set[str] = set()
     for route in router.routes:
         if not isinstance(route, APIRoute) or route.endpoint is not_found:
             continue
         if route.matches(request.scope)[0] == Match.PARTIAL:
-            raise Open311Error(405, f"{request.method} is not allowed here")
+            allowed |= route.methods or set()
+    if allowed:
+        response = _error_response(
+            405, (f"{request.method} is not allowed here",), request.url.path
+        )
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
     raise Open311Error(404, f"{request.url.path} not found: see /open311/v2/discovery.json")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from shared.catalogue import Category
 from shared.db.models import Event, Ticket
 from shared.events import NewEvent
+from shared.params import check_moment
 
 Format = Literal["json", "xml"]
 Lang = Literal["zh", "en"]
@@ -352,7 +353,11 @@ def parse_datetime(text: str | None, name: str) -> datetime | None:
         raise Open311Error(400, f"{name} must be an ISO-8601 date and time: {text!r}") from None
     if moment.tzinfo is None:
         raise Open311Error(400, f"{name} needs a time zone (Z or an offset such as +08:00)")
-    return moment
+    try:
+        # Bounded so that the 90-day window and the database's UTC conversion cannot overflow.
+        return check_moment(moment)
+    except ValueError as exc:
+        raise Open311Error(400, f"{name} {exc}") from None
 
 
 def parse_status(text: str | None) -> bool | None:

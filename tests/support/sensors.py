@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.hub import create_hub_app
+from services.ingest.mqtt_handoff import HANDOFF_KEY
 from services.ingest.mqtt_intake import MqttIntake
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.settings import Settings
@@ -167,11 +168,14 @@ async def sensor_hub(
                 await login(client, "root"),
             )
 
-            async def subscribed() -> bool:
-                consumer: MqttIntake | None = runtime_of(app).extras.get("mqtt_intake")
+            async def ready() -> bool:
+                extras = runtime_of(app).extras
+                if kind == "embedded":  # the broker hands messages to the intake itself
+                    return HANDOFF_KEY in extras
+                consumer: MqttIntake | None = extras.get("mqtt_intake")
                 return consumer is not None and consumer.is_subscribed
 
-            await wait_for(subscribed)
+            await wait_for(ready)
             yield hub
     finally:
         if kind == "mosquitto":

@@ -111,6 +111,10 @@ async def store_writes(runtime: Runtime, writes: list[Write]) -> None:
     events = await asyncio.gather(*(_event(runtime, w) for w in raises))
     event_of = {id(w): event for w, event in zip(raises, events, strict=True)}
     letters: list[dict[str, Any]] = []
+    # Clears of alarms raised in an earlier batch (stored already: batches commit one after
+    # another) run first, before any insert: a raise of the same rule later in this batch needs
+    # the one-open-alarm slot free, or it would be taken for the old alarm and lost.
+    earlier: list[ClearAlarm] = []
     phases = [_Phase()]
     keys: dict[int, tuple[str, str]] = {}  # alarm object → (sensor, rule) of its raise
     for write in writes:
@@ -127,11 +131,14 @@ async def store_writes(runtime: Runtime, writes: list[Write]) -> None:
                 phases.append(_Phase())
             phases[-1].raises.append((write, event))
         elif isinstance(write, ClearAlarm):
-            phases[-1].clears.append(write)
             raised = keys.get(id(write.alarm))
-            if raised is not None:
+            if raised is None:
+                earlier.append(write)
+            else:
+                phases[-1].clears.append(write)
                 phases[-1].cleared.add(raised)
     async with runtime.sessions() as session, session.begin():
+        await _clear_alarms(session, earlier)
         for phase in phases:
             await _insert_alarms(session, phase.raises)
             await _clear_alarms(session, phase.clears)

@@ -45,7 +45,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200 + b"\xff\xd9"
 async def hub(embedded_settings: Settings) -> AsyncIterator[Hub]:
     app = create_hub_app(embedded_settings)
     async with serving(app) as client:
-        await add_user(app, "gw", "field_staff", "city", department="城管")
+        await add_user(app, "gw", "field_staff", "city", department="cgj")
         await add_user(app, "boss", "manager", "city")
         headers = {
             "key": {"X-API-Key": await add_key(app, "crm")},
@@ -211,3 +211,15 @@ async def test_a_locked_database_is_a_503_to_retry_not_a_500(embedded_settings: 
         assert "try again" in reply.json()["detail"]
         again = await client.post("/api/v1/events/batch", json={"events": [GOOD]}, headers=headers)
         assert again.status_code == 200 and again.json()["created"] == 1
+
+
+async def test_embedded_batches_wait_their_turn_instead_of_failing(hub: Hub) -> None:
+    # Each batch reads (idempotency) before it writes while dispatch commits the tickets of the
+    # previous ones: SQLite must queue the writers, not refuse the one whose snapshot went stale.
+    client, h, _ = hub
+    statuses = []
+    for n in range(50):
+        events = [{**GOOD, "source": "hotline", "source_ref": f"w-{n}-{i}"} for i in range(5)]
+        reply = await client.post("/api/v1/events/batch", json={"events": events}, headers=h["key"])
+        statuses.append(reply.status_code)
+    assert statuses == [200] * 50

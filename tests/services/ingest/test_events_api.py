@@ -132,3 +132,18 @@ async def test_a_reference_is_a_senders_own(
     assert theirs.json()["description"] == "B's"
     batch = await client.post("/api/v1/events/batch", json={"events": [body]}, headers=h["b"])
     assert batch.json()["results"][0]["event"]["id"] == theirs.json()["id"]  # B's own original
+
+
+@pytest.mark.parametrize("number", ["Infinity", "-Infinity", "NaN"])
+async def test_a_refused_non_finite_number_is_a_422_not_a_500(
+    hub: tuple[httpx.AsyncClient, dict[str, dict[str, str]]], number: str
+) -> None:
+    # Python's JSON parser reads these; echoing them back in the 422 used to fail to render.
+    client, h = hub
+    body = '{"category": "E0101", "location": {"lon": NUMBER, "lat": 29.5}}'.replace(
+        "NUMBER", number
+    )
+    headers = {**h["a"], "content-type": "application/json"}
+    reply = await client.post("/api/v1/events", content=body, headers=headers)
+    assert reply.status_code == 422, reply.text
+    assert "lon" in str(reply.json()["detail"])

@@ -47,17 +47,63 @@ async def test_embedded_broker_refuses_anonymous_and_wrong_keys(hub: SensorHub) 
     assert right is not None and not right.is_failure
 
 
+async def test_embedded_broker_refuses_a_key_revoked_by_the_cli(
+    hub: SensorHub, tmp_path: Path
+) -> None:
+    before = await connack(hub.host, hub.port, "acme", hub.keys["acme"])
+    assert before is not None and not before.is_failure
+    env = {"CITYHUB_DATA_DIR": str(tmp_path), "CITYHUB_DATABASE_URL": "", "CITYHUB_REDIS_URL": ""}
+    revoked = await asyncio.to_thread(cli, env, "keys", "revoke", "acme")
+    assert revoked.returncode == 0, revoked.stderr
+    refused = await connack(hub.host, hub.port, "acme", hub.keys["acme"])  # the next login
+    assert refused is None or refused.is_failure
+    still = await connack(hub.host, hub.port, "other", hub.keys["other"])
+    assert still is not None and not still.is_failure
+
+
+async def test_a_revoked_keys_open_connection_is_closed_at_its_next_publish(
+    hub: SensorHub, tmp_path: Path
+) -> None:
+    await hub.put_sensor("acme-1")
+    async with hub.publisher("acme") as acme:
+        env = {"CITYHUB_DATA_DIR": str(tmp_path), "CITYHUB_DATABASE_URL": ""}
+        revoked = await asyncio.to_thread(cli, env, "keys", "revoke", "acme")
+        assert revoked.returncode == 0, revoked.stderr
+        hot = json.dumps({"values": {"water_level_cm": 50}})
+        info = acme.client.publish(hub.topic("acme-1"), hot, qos=1)
+
+        async def dropped() -> bool:
+            return not acme.client.is_connected()
+
+        await wait_for(dropped, within=10)
+        assert not info.is_published()  # never acknowledged
+    reply = await hub.client.get("/api/v1/sensors/acme-1/alarms", headers=hub.admin)
+    assert reply.status_code == 200 and reply.json() == []  # and it had no effect
+
+
 async def test_integrators_publish_only_under_their_own_sensors(hub: SensorHub) -> None:
     await hub.put_sensor("acme-1")
     await hub.put_sensor("other-1", owner="other")
     async with hub.publisher("acme") as acme:
         hot = json.dumps({"values": {"water_level_cm": 50}})
-        await acme.publish(hub.topic("other-1"), hot)  # not acme's: the broker drops it
+        await acme.publish(hub.topic("other-1"), hot)  # not acme's: refused
         await acme.publish(hub.topic("unregistered"), hot)
+        await acme.publish("elsewhere/entirely", hot)
         await acme.publish(hub.topic("acme-1"), hot)  # after the others, on the same connection
         await hub.wait_alarms("acme-1", lambda a: len(a) == 1)
     assert await hub.alarms("other-1", owner="other") == []
-    assert (await hub.dead_letters())["items"] == []  # dropped at the broker, never delivered
+    # Refused, and kept with the reason (acknowledged once stored), for the admin and the sender;
+    # worded alike whether the sensor is someone else's or nobody's, so acme learns neither.
+    refused = (await hub.dead_letters())["items"]
+    assert sorted((d["reason"], d["sensor_id"] or "", d["topic"]) for d in refused) == [
+        ("forbidden_topic", "", "elsewhere/entirely"),
+        ("forbidden_topic", "other-1", hub.topic("other-1")),
+        ("forbidden_topic", "unregistered", hub.topic("unregistered")),
+    ]
+    assert len({d["detail"] for d in refused}) == 1 and "'acme'" in refused[0]["detail"]
+    assert (await hub.dead_letters(hub.headers("acme")))["items"] == refused
+    assert (await hub.dead_letters(hub.headers("other")))["items"] == []
+    assert hub.intake.dead_letters["forbidden_topic"] == 3
 
 
 async def connack_with_will(hub: SensorHub, owner: str, will_topic: str) -> ReasonCode | None:
@@ -144,11 +190,14 @@ async def test_exported_password_file_and_acl_work_in_a_real_mosquitto(tmp_path:
         "CITYHUB_MQTT_USERNAME": "ingest",
         "CITYHUB_MQTT_PASSWORD": ingest_password,
     }
+    assert (await asyncio.to_thread(cli, env, "migrate")).returncode == 0
     keys = {}
-    for name in ("acme", "other"):
+    for name in ("acme", "other", "gone"):
         made = await asyncio.to_thread(cli, env, "keys", "add", name)
         assert made.returncode == 0, made.stderr
         keys[name] = made.stdout.strip()
+    revoked = await asyncio.to_thread(cli, env, "keys", "revoke", "gone")
+    assert revoked.returncode == 0, revoked.stderr
     csv = tmp_path / "sensors.csv"
     rules = json.dumps(WATER_LEVEL["rules"]).replace('"', '""')
     csv.write_text(
@@ -163,13 +212,19 @@ async def test_exported_password_file_and_acl_work_in_a_real_mosquitto(tmp_path:
         cli, env, "mqtt", "export-auth", "--passwords", str(passwords), "--acl", str(acl)
     )
     assert exported.returncode == 0, exported.stderr
-    assert "wrote 3 logins" in exported.stdout
+    assert "wrote 3 logins" in exported.stdout  # ingest, acme, other: never a revoked key
+    assert "gone:" not in passwords.read_text() and "user gone" not in acl.read_text()
     assert passwords.stat().st_mode & 0o077 == 0  # secrets: owner only
     assert "topic write cityhub/v1/sensors/acme-1/#" in acl.read_text()
 
     with private_mosquitto(tmp_path, passwords, acl) as port:
         assert (await connack("127.0.0.1", port, "acme", keys["acme"])) is not None
-        for user, password in ((None, None), ("acme", "wrong"), ("acme", keys["other"])):
+        for user, password in (
+            (None, None),
+            ("acme", "wrong"),
+            ("acme", keys["other"]),
+            ("gone", keys["gone"]),
+        ):
             refused = await connack("127.0.0.1", port, user, password)
             assert refused is None or refused.is_failure, (user, refused)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import time
 import uuid
@@ -290,3 +291,41 @@ async def test_heartbeats_without_readings_still_go_offline(hub: SensorHub) -> N
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)
     assert (offline[0]["kind"], offline[0]["state"]) == ("offline", "raised")
+
+
+async def test_absurd_values_and_deep_json_are_dead_letters_without_effect(
+    hub: SensorHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services")
+    await hub.put_sensor("wl-9")
+    async with hub.publisher() as pub:
+        await pub.publish(hub.topic("wl-9"), reading(1.7976931348623157e308))  # the issue's
+        await pub.publish(hub.topic("wl-9"), reading(-2000))  # finite, but no water level
+        await pub.publish(hub.topic("wl-9"), b"[" * 5000 + b"]" * 5000)
+        deep_value = b'{"values": {"water_level_cm": 50, "x": ' + b"[" * 9 + b"1" + b"]" * 9 + b"}}"
+        await pub.publish(hub.topic("wl-9"), deep_value)
+        await hub.sync(pub, "wl-9")
+        page = await hub.dead_letters()
+        refused = [d for d in page["items"] if d["reason"] != "not_json"]  # not the sync marker
+        assert sorted(d["reason"] for d in refused) == [
+            "bad_shape",
+            "bad_shape",
+            "implausible_value",
+            "implausible_value",
+        ]
+        [absurd] = [d for d in refused if "e+308" in d["payload"]]
+        assert (absurd["reason"], absurd["sensor_id"]) == ("implausible_value", "wl-9")
+        assert absurd["detail"] == (
+            "'water_level_cm' = 1.79769e+308 is outside the plausible range -100..5000 "
+            "for a water_level sensor"
+        )
+        assert await hub.alarms("wl-9") == []  # no alarm, so no event and no ticket
+        assert await sensor_events(hub) == 0
+        sensor = hub.intake.registry.get("wl-9")
+        assert sensor is not None and sensor.last_ts == 0.0  # no reading was evaluated
+        # Refusals are the sender's mistakes: no error and no traceback in the hub's log.
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+        await pub.publish(hub.topic("wl-9"), reading(35.2))  # a plausible crossing still raises
+        await hub.wait_alarms("wl-9", lambda a: len(a) == 1)
+    assert await wait_for(lambda: sensor_events(hub)) == 1
