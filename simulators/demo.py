@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 DEMO_HOTLINE_PER_S = 0.5  # Chongqing sees ~0.14 calls/s city-wide; the demo is livelier
 DEMO_GRID_PER_S = 0.2
 DEMO_SENSORS = 40
+# The demo runs at its rates at any hour: shaped by the time of day, a newcomer trying it at night
+# (Beijing time) would see almost nothing arrive. `cityhub simulate` keeps the daily profile.
+SHAPED = False
 DEMO_READINGS_PER_S = 2.0  # whole fleet: each sensor reports every 20 s
 SUMMARY_EVERY_S = 60.0  # how often the demo logs what it has sent
 
@@ -56,13 +59,20 @@ async def run_demo(
         await asyncio.gather(
             summarise(),
             hotline.run(
-                client, key, streets, rate_per_s=DEMO_HOTLINE_PER_S, progress=False, tally=calls
+                client,
+                key,
+                streets,
+                rate_per_s=DEMO_HOTLINE_PER_S,
+                shaped=SHAPED,
+                progress=False,
+                tally=calls,
             ),
             grid.run(
                 client,
                 headers,
                 streets,
                 rate_per_s=DEMO_GRID_PER_S,
+                shaped=SHAPED,
                 progress=False,
                 tally=reports,
             ),

@@ -31,16 +31,21 @@ class IntakeHandoff:
         self.intake = intake
         self._gate = gate
         self._prefix = f"{intake.root}/sensors/"
+        self._in_order = asyncio.Lock()  # FIFO: messages are evaluated in the order they came
 
     async def deliver(self, username: str | None, topic: str, payload: bytes) -> None:
         """Evaluate one message; return once the writes it caused are committed (at once when it
         caused none: most readings); `LoginRevokedError` once the publisher's key is revoked."""
-        if not await self._gate.still_valid(username):
-            raise LoginRevokedError(f"the key {username!r} was revoked")
-        if self._gate.may_publish(username, topic):
-            writes = self.intake.receive(topic, payload)
-        else:
-            writes = [self._forbidden(username, topic, payload)]
+        # The login check may await the database, and amqtt runs each PUBLISH in a task of its
+        # own: without the lock a later reading of a sensor could be evaluated before an
+        # earlier one (a clear before its raise). Evaluation itself never awaits.
+        async with self._in_order:
+            if not await self._gate.still_valid(username):
+                raise LoginRevokedError(f"the key {username!r} was revoked")
+            if self._gate.may_publish(username, topic):
+                writes = self.intake.receive(topic, payload)
+            else:
+                writes = [self._forbidden(username, topic, payload)]
         if not writes:
             return
         stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
