@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import KEY_ONLY_ROLES, Principal, Role, Scope, hash_api_key, read_token
@@ -108,21 +108,35 @@ async def _current_user(runtime: Runtime, username: str) -> Principal | None:
     return await _cached(runtime, _USER + username, load)
 
 
+_KEY_NAME = "key-name:"  # cache keys of API keys looked up by name (MQTT logins)
+
+
+async def _key_holder(runtime: Runtime, clause: ColumnElement[bool]) -> Principal | None:
+    async with runtime.sessions() as session:
+        row = await session.scalar(select(ApiKey).where(clause))
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(row.name, row.role, Scope.parse(row.scope), via="api_key")  # type: ignore[arg-type]
+
+
 async def principal_for_api_key(runtime: Runtime, key: str) -> Principal:
     """The integrator behind an API key; 401 when unknown or revoked (cached briefly)."""
     digest = hash_api_key(key)
-
-    async def load() -> Principal | None:
-        async with runtime.sessions() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-        if row is None or row.revoked_at is not None:
-            return None
-        return Principal(row.name, row.role, Scope.parse(row.scope), via="api_key")  # type: ignore[arg-type]
-
-    principal = await _cached(runtime, digest, load)
+    principal = await _cached(
+        runtime, digest, lambda: _key_holder(runtime, ApiKey.key_hash == digest)
+    )
     if principal is None:
         raise HubError("invalid API key", 401)
     return principal
+
+
+async def key_still_valid(runtime: Runtime, name: str) -> bool:
+    """True while the API key named `name` exists unrevoked (re-read as `principal_for_api_key`
+    does: an MQTT client logged in with it is cut off within about a second of a revoke)."""
+    holder = await _cached(
+        runtime, _KEY_NAME + name, lambda: _key_holder(runtime, ApiKey.name == name)
+    )
+    return holder is not None
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]

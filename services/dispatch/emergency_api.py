@@ -16,7 +16,6 @@ from shared.auth import Principal
 from shared.db.models import EmergencyMode
 from shared.errors import ConflictError, HubError, NotFoundError
 from shared.messages import EmergencyChangedV1
-from shared.numbers import REFUSE_AS_TEXT
 from shared.outbox import add_to_outbox
 from shared.web import RuntimeDep, SessionDep, require_roles
 
@@ -46,7 +45,6 @@ class EmergencyCreate(BaseModel):
     deadline_factor: Annotated[
         float,
         Field(ge=MIN_FACTOR, le=1, description="deadlines of new tickets × this (0.1 to 1)"),
-        REFUSE_AS_TEXT,
     ]
 
 

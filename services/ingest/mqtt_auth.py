@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import re
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.auth import hash_api_key
 from shared.db.models import ApiKey, Sensor
 from shared.runtime import Runtime
-from shared.web import CREDENTIAL_CACHE_TTL_S
+from shared.web import key_still_valid
 
 _MOSQUITTO_NAME = re.compile(r"[^\s:#]+")  # what a password file line and an ACL line can hold
 
@@ -39,8 +38,6 @@ class IngestBrokerGate:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        # key name → (still unrevoked, monotonic time to look again): connected clients' keys
-        self._valid: dict[str, tuple[bool, float]] = {}
 
     async def authenticate(self, username: str | None, password: str | None) -> bool:
         """An unrevoked integrator key; anonymous never."""
@@ -55,22 +52,8 @@ class IngestBrokerGate:
         )
 
     async def still_valid(self, username: str | None) -> bool:
-        """True while a connected client's key is unrevoked; re-read at most every
-        `CREDENTIAL_CACHE_TTL_S`, as HTTP does (`cityhub keys revoke` is another process)."""
-        if username is None:
-            return False
-        now = time.monotonic()
-        cached = self._valid.get(username)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        self._valid[username] = (cached[0] if cached else True, now + CREDENTIAL_CACHE_TTL_S)
-        async with self._runtime.sessions() as session:
-            row = (
-                await session.execute(select(ApiKey.revoked_at).where(ApiKey.name == username))
-            ).first()
-        valid = row is not None and row.revoked_at is None
-        self._valid[username] = (valid, time.monotonic() + CREDENTIAL_CACHE_TTL_S)
-        return valid
+        """True while a connected client's key is unrevoked (checked as HTTP checks keys)."""
+        return username is not None and await key_still_valid(self._runtime, username)
 
     def may_publish(self, username: str | None, topic: str) -> bool:
         """Integrators publish only under sensors they own."""

@@ -14,7 +14,6 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import HubError
-from shared.numbers import REFUSE_AS_TEXT
 
 Group = Literal["component", "event", "sensor"]
 Priority = Literal["normal", "urgent", "critical"]
@@ -29,7 +28,7 @@ MAX_VALUES = 200  # answers per list attribute
 
 # Finite, positive and at most a year: an endless deadline is a typo, and a deadline past the
 # work calendar's reach would stop tickets of the category from being opened at all.
-Hours = Annotated[float, Field(gt=0, le=MAX_DEADLINE_H, allow_inf_nan=False), REFUSE_AS_TEXT]
+Hours = Annotated[float, Field(gt=0, le=MAX_DEADLINE_H, allow_inf_nan=False)]
 Keyword = Annotated[str, Field(min_length=1, max_length=50)]
 
 
