@@ -26,6 +26,8 @@ from shared.catalogue.store import ensure_catalogue, load_catalogue
 from shared.db.areas import load_hierarchy, replace_hierarchy
 from shared.db.engine import create_engine, create_sessionmaker, is_postgres
 from shared.errors import ConfigError
+from shared.live import LiveLog
+from shared.live.memory import MemoryLiveLog
 from shared.migrations.runner import current_revision, head_revision, upgrade
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -46,6 +48,7 @@ class Runtime:
     catalogue: Catalogue  # replaced wholesale by `refresh_catalogue`, never mutated
     outbox: OutboxRelay
     jwt_secret: str
+    live: LiveLog  # the history `/ws/live` streams (shared.live)
     # Objects components open for the process's lifetime (the MQTT broker, the proxy's client).
     extras: dict[str, Any] = field(default_factory=dict)
     # API key hash or "user:<name>" → (principal or None, monotonic expiry), re-read after
@@ -61,6 +64,11 @@ class Runtime:
         except Exception:
             logger.warning("database health check failed", exc_info=True)
             return False
+
+
+def create_live_log(settings: Settings) -> LiveLog:
+    """The live history: a Redis stream when `CITYHUB_REDIS_URL` is set, else a ring in memory."""
+    return MemoryLiveLog()
 
 
 def create_bus(settings: Settings) -> Bus:
@@ -109,6 +117,7 @@ async def open_runtime(settings: Settings, *, migrate: bool) -> AsyncIterator[Ru
     secret = resolve_jwt_secret(settings)
     engine = create_engine(settings)
     bus = create_bus(settings)
+    live = create_live_log(settings)
     try:
         await ensure_schema(engine, migrate=migrate)
         sessions = create_sessionmaker(engine)
@@ -119,9 +128,10 @@ async def open_runtime(settings: Settings, *, migrate: bool) -> AsyncIterator[Ru
         catalogue = await ensure_catalogue(sessions)
         relay = OutboxRelay(sessions, bus, row_locks=is_postgres(engine))
         yield Runtime(
-            settings, engine, sessions, bus, hierarchy, geotagger, catalogue, relay, secret
+            settings, engine, sessions, bus, hierarchy, geotagger, catalogue, relay, secret, live
         )
     finally:
+        await live.close()
         await bus.close()
         await engine.dispose()
 

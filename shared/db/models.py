@@ -419,3 +419,12 @@ class EmergencyMode(Base):
     started_by: Mapped[str] = mapped_column(String(100))
     ended_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(100))
+
+
+# --- sign-in sessions (issue 8: refresh tokens, logins, failed-login limits) ---
+
+
+# --- KPI facts (issue 8: the metrics service) ---
+
+
+# --- alerts (issue 8) ---
