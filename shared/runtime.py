@@ -28,6 +28,7 @@ from shared.db.engine import create_engine, create_sessionmaker, is_postgres
 from shared.errors import ConfigError
 from shared.live import LiveLog
 from shared.live.memory import MemoryLiveLog
+from shared.live.redis_log import RedisLiveLog
 from shared.migrations.runner import current_revision, head_revision, upgrade
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
@@ -68,6 +69,8 @@ class Runtime:
 
 def create_live_log(settings: Settings) -> LiveLog:
     """The live history: a Redis stream when `CITYHUB_REDIS_URL` is set, else a ring in memory."""
+    if settings.redis_url:
+        return RedisLiveLog.from_url(settings.redis_url, settings.bus_prefix)
     return MemoryLiveLog()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from services.dispatch.views import warning_colour
 from shared.db.models import Ticket, TicketTransition
 from shared.messages import TicketChangedV2, TicketSummary, TransitionInfo
 
@@ -57,5 +60,12 @@ def transition_info(entry: TicketTransition) -> TransitionInfo:
 def ticket_changed(
     ticket: Ticket, change: str, transition: TransitionInfo | None
 ) -> TicketChangedV2:
-    """The `tickets.changed` message for a change (published through the outbox)."""
-    return TicketChangedV2(change=change, ticket=summary(ticket), transition=transition)
+    """The `tickets.changed` message for a change (published through the outbox), with the
+    warning colour as of now, so screens colour a marker without knowing the deadline rules."""
+    now = transition.at if transition is not None else datetime.now(UTC)
+    return TicketChangedV2(
+        change=change,
+        ticket=summary(ticket),
+        transition=transition,
+        colour=warning_colour(ticket, now),
+    )

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
@@ -15,7 +12,7 @@ from services.dispatch import held_store, store
 from services.dispatch.held import set_aside, ticket_events
 from services.dispatch.tickets import open_ticket, open_tickets
 from shared.bus import Bus, Consumer, Delivery, PoisonMessageError
-from shared.bus.consumer import ConsumerConfig
+from shared.bus.consumer import ConsumerConfig, consumer_name
 from shared.messages import EVENTS_INGESTED, EventIngestedV1, decode
 from shared.runtime import Runtime
 
@@ -27,11 +24,6 @@ GROUP = "dispatch"
 # _CLAIM_IDLE_S), 30 s each by default.
 SWEEP_BATCH = 500
 READ_BATCH = 500  # events read (and turned into tickets in one transaction) at a time
-
-
-def consumer_name() -> str:
-    """A name unique to this process, so a restarted replica never inherits a dead one's state."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def _event(delivery: Delivery) -> EventIngestedV1:

@@ -22,12 +22,12 @@ from services.dispatch import scheduler_store as store
 from services.dispatch.calendar import WorkCalendar
 from services.dispatch.chain import ChainWriter
 from services.dispatch.changes import summary
-from services.dispatch.consumers import consumer_name
 from services.dispatch.context import CONTEXT_KEY, DispatchContext
 from services.dispatch.deadlines import WARN_FRACTION, plan
 from services.dispatch.emergency import EmergencyCache, active_for, cache_of
 from services.dispatch.supervision import Breach, Phase, Warn, decide, ticket_colour
 from services.dispatch.work_calendar import load_calendar
+from shared.bus.consumer import consumer_name
 from shared.catalogue import Catalogue
 from shared.db.engine import is_postgres
 from shared.db.models import Ticket, Timer

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +31,11 @@ BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 # the message stays pending and is given up on again when it comes back (so it is never lost).
 GiveUpHook = Callable[[Delivery, str], Awaitable[None]]
 REASON_MAX_CHARS = 1_000  # a give-up reason is cut to this length
+
+
+def consumer_name() -> str:
+    """A name unique to this process, so a restarted replica never inherits a dead one's state."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +76,9 @@ class Consumer:
         self.dead_lettered = 0
 
     async def run(self) -> None:
-        """Consume until cancelled; backend failures are logged and retried."""
-        await self.bus.create_group(self.stream, self.group)
+        """Consume until cancelled; backend failures are logged and retried (the group is created
+        again after one: a Redis that restarted empty, or was down at start, has none)."""
+        group_ready = False
         while True:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -77,11 +86,15 @@ class Consumer:
                 # fails the command instead); without this the loop would never stop.
                 raise asyncio.CancelledError
             try:
+                if not group_ready:
+                    await self.bus.create_group(self.stream, self.group)
+                    group_ready = True
                 await self.poll()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("consumer %s/%s: bus failure, retrying", self.group, self.name)
+                group_ready = False
                 await asyncio.sleep(self.config.retry_backoff_s)
 
     async def poll(self) -> int:

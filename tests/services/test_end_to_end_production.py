@@ -9,26 +9,13 @@ from contextlib import ExitStack
 import httpx
 
 from shared.settings import Settings
-from tests.support.processes import cli, service
+from tests.support.processes import cli, production_env, service
 from tests.support.servers import free_port
-
-
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    assert settings.database_url and settings.redis_url and settings.jwt_secret
-    return {
-        "CITYHUB_DATABASE_URL": settings.database_url,
-        "CITYHUB_REDIS_URL": settings.redis_url,
-        "CITYHUB_BUS_PREFIX": settings.bus_prefix,
-        "CITYHUB_JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "CITYHUB_DATA_DIR": str(settings.data_dir),
-        "CITYHUB_MQTT_URL": "mqtt://127.0.0.1:1",  # unused by these services; never embedded
-        **extra,
-    }
 
 
 def test_four_services_as_processes(production_settings: Settings) -> None:
     ports = {name: free_port() for name in ("ingest", "dispatch", "metrics", "gateway")}
-    env = _env(
+    env = production_env(
         production_settings,
         CITYHUB_INGEST_URL=f"http://127.0.0.1:{ports['ingest']}",
         CITYHUB_DISPATCH_URL=f"http://127.0.0.1:{ports['dispatch']}",

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import httpx
 
+from shared.settings import Settings
+
 CLI = [sys.executable, "-m", "services"]
 START_TIMEOUT_S = 60.0
 
@@ -57,3 +59,17 @@ def service(env: dict[str, str], *args: str, health_url: str) -> Iterator[subpro
                 proc.communicate()
         if proc.stdout:
             proc.stdout.close()
+
+
+def production_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of `cityhub` processes on the test's PostgreSQL, Redis and bus prefix."""
+    assert settings.database_url and settings.redis_url and settings.jwt_secret
+    return {
+        "CITYHUB_DATABASE_URL": settings.database_url,
+        "CITYHUB_REDIS_URL": settings.redis_url,
+        "CITYHUB_BUS_PREFIX": settings.bus_prefix,
+        "CITYHUB_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "CITYHUB_DATA_DIR": str(settings.data_dir),
+        "CITYHUB_MQTT_URL": "mqtt://127.0.0.1:1",  # unused by these services; never embedded
+        **extra,
+    }

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio
 
 from shared.bus import Bus, Consumer, ConsumerConfig, Delivery, PoisonMessageError
+from shared.bus.redis_streams import RedisBus
 from tests.support.waiting import wait_for
 
 STREAM = "contract"
@@ -184,3 +186,30 @@ async def test_publish_many_keeps_order(bus: Bus) -> None:
     assert [d.data for d in got] == [b"1", b"2", b"3"]
     assert [d.data for d in await bus.read("other", "g", "c", count=10, block_ms=100)] == [b"x"]
     await bus.publish_many([])
+
+
+async def test_a_running_consumer_recreates_its_group_after_redis_lost_it(
+    redis_url: str, bus_prefix: str, redis_cleanup: None
+) -> None:
+    bus = RedisBus.from_url(redis_url, bus_prefix)
+    seen: list[bytes] = []
+
+    async def handler(d: Delivery) -> None:
+        seen.append(d.data)
+
+    consumer = Consumer(bus, STREAM, "g", "c", handler, FAST)
+    running = asyncio.create_task(consumer.run())
+    await bus.publish(STREAM, b"before")
+    await wait_for(lambda: _true(seen == [b"before"]))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.delete(bus_prefix + STREAM)  # as a Redis restarted without its data
+    await client.aclose()
+    await bus.publish(STREAM, b"after")  # XADD makes a stream without the group
+    await wait_for(lambda: _true(seen == [b"before", b"after"]), within=15)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await bus.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
