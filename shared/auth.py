@@ -25,6 +25,9 @@ ScopeLevel = Literal["city", "district", "street"]
 KEY_ONLY_ROLES: frozenset[Role] = frozenset({"integrator"})
 JWT_ALGORITHM = "HS256"
 API_KEY_PREFIX = "chk_"  # makes leaked keys easy to recognise in logs and secret scanners
+REFRESH_TOKEN_PREFIX = "chr_"  # the same for refresh tokens (docs/decisions/0014)
+MIN_PASSWORD_LENGTH = 10  # characters, for every new password (API, CLI, password change)
+MAX_PASSWORD_LENGTH = 1_000  # characters: a passphrase, not a payload to hash
 
 _hasher = PasswordHasher()
 
@@ -67,6 +70,7 @@ class Principal:
     scope: Scope
     department: str | None = None
     via: Literal["token", "api_key"] = "token"
+    login: str | None = None  # the sign-in a token belongs to (claim `sid`); None for keys
 
 
 def owner_limit(principal: Principal) -> str | None:
@@ -88,6 +92,18 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+def check_new_password(password: str) -> None:
+    """Refuse (422) a new password shorter than `MIN_PASSWORD_LENGTH` or absurdly long."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise HubError(f"password must have at least {MIN_PASSWORD_LENGTH} characters", 422)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise HubError(f"password must have at most {MAX_PASSWORD_LENGTH} characters", 422)
+    try:
+        password.encode()  # JSON may carry lone surrogates, which UTF-8 (and argon2) cannot
+    except UnicodeEncodeError as exc:
+        raise HubError("password must be Unicode text (a lone surrogate is not)", 422) from exc
+
+
 def new_api_key() -> str:
     """A fresh random API key (shown once, stored only as its hash)."""
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
@@ -98,10 +114,21 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | None = None) -> str:
-    """A signed short-lived JWT for a user."""
+def new_refresh_token() -> str:
+    """A fresh opaque refresh token (stored only as its `hash_api_key` digest)."""
+    return REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def issue_token(
+    principal: Principal,
+    secret: str,
+    ttl_s: int,
+    now: datetime | None = None,
+    login: str | None = None,
+) -> str:
+    """A signed short-lived JWT for a user; `login` (claim `sid`) names its sign-in session."""
     issued = now or datetime.now(UTC)
-    claims = {
+    claims: dict[str, object] = {
         "sub": principal.subject,
         "role": principal.role,
         "scope": str(principal.scope),
@@ -110,6 +137,8 @@ def issue_token(principal: Principal, secret: str, ttl_s: int, now: datetime | N
         "exp": issued + timedelta(seconds=ttl_s),
         "jti": uuid.uuid4().hex,
     }
+    if login is not None:
+        claims["sid"] = login
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -122,7 +151,12 @@ def read_token(token: str, secret: str) -> Principal:
             raise HubError("invalid token role", 401)
         if role in KEY_ONLY_ROLES:  # a token issued before integrators lost password sign-in
             raise HubError(f"a {role} authenticates with its API key (X-API-Key), not a token", 401)
-        return Principal(claims["sub"], role, Scope.parse(claims["scope"]), claims.get("dept"))
+        login = claims.get("sid")
+        if login is not None and not isinstance(login, str):
+            raise HubError("invalid token session", 401)
+        return Principal(
+            claims["sub"], role, Scope.parse(claims["scope"]), claims.get("dept"), login=login
+        )
     except (jwt.PyJWTError, KeyError) as exc:
         raise HubError(f"invalid or expired token: {exc}", 401) from exc
 

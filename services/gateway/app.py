@@ -5,7 +5,18 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from services.gateway import areas_api, auth_api, categories_api, pages, proxy
+from services.gateway import (
+    areas_api,
+    auth_api,
+    categories_api,
+    keys_api,
+    live_ws,
+    pages,
+    proxy,
+    users_api,
+)
+from services.gateway.live_hub import HUB_KEY, live_hub
+from services.gateway.sessions import sign_in_upkeep
 from shared.runtime import Runtime
 from shared.service import Component, build_app
 from shared.settings import Settings
@@ -16,8 +27,13 @@ def component(*, forward: bool) -> Component:
     if not forward:
         return Component(
             "gateway",
-            routers=[auth_api.router, areas_api.router, categories_api.router, pages.router],
-        )
+            routers=[
+                auth_api.router, areas_api.router, categories_api.router, pages.router,
+                live_ws.router, users_api.router, keys_api.router,
+            ],
+            workers=[sign_in_upkeep],
+            resources={HUB_KEY: live_hub},
+        )  # fmt: skip
 
     async def upstreams_ok(runtime: Runtime) -> bool:
         client: httpx.AsyncClient = runtime.extras[proxy.CLIENT_KEY]
@@ -37,10 +53,14 @@ def component(*, forward: bool) -> Component:
             areas_api.router,
             categories_api.router,
             pages.router,
+            live_ws.router,
+            users_api.router,
+            keys_api.router,
             proxy.router,
         ],
+        workers=[sign_in_upkeep],
         checks={"upstreams": upstreams_ok},
-        resources={proxy.CLIENT_KEY: proxy.proxy_client},
+        resources={proxy.CLIENT_KEY: proxy.proxy_client, HUB_KEY: live_hub},
     )
 
 
