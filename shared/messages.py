@@ -19,6 +19,7 @@ TICKETS_CHANGED = "tickets.changed"
 KPIS_UPDATED = "kpis.updated"
 NOTIFICATIONS_REQUESTED = "notifications.requested"
 EMERGENCY_CHANGED = "emergency.changed"
+ALERTS_RAISED = "alerts.raised"
 
 
 def _now() -> datetime:
@@ -174,6 +175,27 @@ class EmergencyChangedV1(Message):
     by: str
 
 
+class AlertRaisedV1(Message):
+    """Ingest noticed something screens must hear of (a sensor went offline or came back, an
+    integrator's MQTT input is refused in bulk); metrics turns it into an alert (docs/alerts.md).
+
+    Published through the outbox with the fact it reports; its `id` is derived from that fact,
+    so the same fact always makes the same message.
+    """
+
+    stream: ClassVar[str] = ALERTS_RAISED
+    kind: Literal["alert.raised"] = "alert.raised"
+    version: Literal[1] = 1
+    alert: Literal["sensor_offline", "sensor_online", "dead_letter_spike"]
+    at: datetime  # when it happened
+    # Where: the sensor's street and district; both None for the whole city.
+    district: str | None = None
+    street: str | None = None
+    sensor_id: str | None = None
+    integrator: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)  # JSON-ready facts of the alert
+
+
 def _tag(value: Any) -> str:
     """`kind@version`: messages are told apart by both (a new version keeps its kind)."""
     if isinstance(value, dict):
@@ -182,14 +204,20 @@ def _tag(value: Any) -> str:
 
 
 AnyMessageType = (
-    EventIngestedV1 | TicketChangedV1 | TicketChangedV2 | ReportersToNotifyV1 | EmergencyChangedV1
+    EventIngestedV1
+    | TicketChangedV1
+    | TicketChangedV2
+    | ReportersToNotifyV1
+    | EmergencyChangedV1
+    | AlertRaisedV1
 )
 AnyMessage = Annotated[
     Annotated[EventIngestedV1, Tag("event.ingested@1")]
     | Annotated[TicketChangedV1, Tag("ticket.changed@1")]
     | Annotated[TicketChangedV2, Tag("ticket.changed@2")]
     | Annotated[ReportersToNotifyV1, Tag("reporters.notify@1")]
-    | Annotated[EmergencyChangedV1, Tag("emergency.changed@1")],
+    | Annotated[EmergencyChangedV1, Tag("emergency.changed@1")]
+    | Annotated[AlertRaisedV1, Tag("alert.raised@1")],
     Discriminator(_tag),
 ]
 _adapter: TypeAdapter[AnyMessageType] = TypeAdapter(AnyMessage)

@@ -29,6 +29,7 @@ ROUTES: tuple[tuple[str, ServiceName], ...] = (
     ("/api/v1/departments", "dispatch"),
     ("/api/v1/held-events", "dispatch"),
     ("/api/v1/kpis", "metrics"),
+    ("/api/v1/alerts", "metrics"),
 )
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "te"}

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+from services.ingest.dead_letter_spikes import SpikeDetector, spike_alert
 from services.ingest.sensors import store
 from services.ingest.sensors.payloads import (
     DeviceAlarm,
@@ -102,6 +103,8 @@ class SensorIntake:
         self.raised = 0
         self.cleared = 0
         self.dead_letters: Counter[str] = Counter()  # per reason, for a metrics endpoint
+        # Refused messages per integrator over a sliding minute (dead_letter_spike alerts).
+        self.spikes = SpikeDetector(runtime.settings.alerts.dead_letter_spike)
         self.write_failures = 0
         self._writing = 0  # writes in the transaction being committed
 
@@ -347,7 +350,7 @@ class SensorIntake:
             self._set_rule_state(sensor, key, None)
         self._dirty_alarms.discard(alarm)
         self.cleared += 1
-        return ClearAlarm(alarm, at, value, reason)
+        return ClearAlarm(alarm, at, value, reason, rule_key=key)
 
     # -- periodic work ----------------------------------------------------------------------
 
@@ -405,11 +408,19 @@ class SensorIntake:
             writes.extend(entry)
             if callback is not None:
                 callbacks.append(callback)
+        # Counted once per batch, before any attempt: a retried batch carries the same alerts.
+        spikes = [
+            spike_alert(spike)
+            for w in writes
+            if isinstance(w, DeadLetterWrite) and w.integrator is not None
+            if (spike := self.spikes.add(w.integrator, w.received_at, w.reason)) is not None
+        ]
+        now = self._clock()
         delay = 0.1
         self._writing = len(writes)
         while True:
             try:
-                await store_writes(self.runtime, writes)
+                await store_writes(self.runtime, writes, alerts=spikes, now=now)
                 break
             except Exception:
                 self.write_failures += 1

@@ -7,17 +7,24 @@ transaction inserts the alarm rows (each naming its event), records clears and i
 letters, all as Core executemany statements. A crash between the two commits is harmless: the
 messages are not acknowledged yet, the broker redelivers them, the raise is evaluated again with
 the same deterministic reference, `submit` returns the stored event and the alarm row follows.
+
+The second transaction also queues the `alerts.raised` messages of what it stored (an offline
+alarm newly raised or cleared, a dead-letter spike) in the outbox: an alert is published exactly
+when its fact is committed (docs/alerts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Row, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,10 +32,13 @@ from services.ingest.dead_letters import Reason, dead_letter_row, store_dead_let
 from services.ingest.intake import submit
 from services.ingest.schemas import EventCreate, Location
 from services.ingest.sensors import store
-from services.ingest.sensors.registry import OpenAlarm
+from services.ingest.sensors.registry import OFFLINE_KEY, OpenAlarm
 from shared.catalogue import Priority
-from shared.db.models import SensorAlarm
+from shared.db.models import Event, SensorAlarm
 from shared.errors import HubError
+from shared.events import NewEvent
+from shared.messages import AlertRaisedV1
+from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -71,6 +81,7 @@ class ClearAlarm:
     at: float
     value: float | None
     reason: str  # value | device | reading | rule_removed
+    rule_key: str = ""  # OFFLINE_KEY: the sensor is back (a sensor_online alert)
 
 
 @dataclass(slots=True)
@@ -105,8 +116,16 @@ class _Phase:
     cleared: set[tuple[str, str]] = field(default_factory=set)
 
 
-async def store_writes(runtime: Runtime, writes: list[Write]) -> None:
-    """Store a batch of writes (see the module docstring); raises if the database failed."""
+async def store_writes(
+    runtime: Runtime,
+    writes: list[Write],
+    *,
+    alerts: Sequence[AlertRaisedV1] = (),
+    now: float | None = None,
+) -> None:
+    """Store a batch of writes and publish `alerts` (dead-letter spikes) with them (see the module
+    docstring); `now` dates offline alerts. Raises if the database failed."""
+    now = time.time() if now is None else now
     raises = [w for w in writes if isinstance(w, RaiseAlarm)]
     events = await asyncio.gather(*(_event(runtime, w) for w in raises))
     event_of = {id(w): event for w, event in zip(raises, events, strict=True)}
@@ -138,15 +157,17 @@ async def store_writes(runtime: Runtime, writes: list[Write]) -> None:
                 phases[-1].clears.append(write)
                 phases[-1].cleared.add(raised)
     async with runtime.sessions() as session, session.begin():
-        await _clear_alarms(session, earlier)
+        news = await _clear_alarms(session, earlier)
         for phase in phases:
-            await _insert_alarms(session, phase.raises)
-            await _clear_alarms(session, phase.clears)
+            news += await _insert_alarms(session, phase.raises, now)
+            news += await _clear_alarms(session, phase.clears)
         await store_dead_letters(session, letters)
+        for message in [*news, *alerts]:
+            add_to_outbox(session, message)
 
 
-async def _event(runtime: Runtime, write: RaiseAlarm) -> Any:
-    """The id of the raise's event (stored now or before), or the HubError refusing it."""
+async def _event(runtime: Runtime, write: RaiseAlarm) -> NewEvent | Event | HubError:
+    """The raise's event (stored now or before), or the HubError refusing it."""
     payload = EventCreate(
         source="sensor",
         source_ref=write.alarm.ref,
@@ -162,14 +183,17 @@ async def _event(runtime: Runtime, write: RaiseAlarm) -> Any:
         if exc.status_code >= 500:
             raise  # the database failed: the batch is retried
         return exc
-    return event.id
+    return event
 
 
-async def _insert_alarms(session: AsyncSession, raises: list[tuple[RaiseAlarm, Any]]) -> None:
+async def _insert_alarms(
+    session: AsyncSession, raises: list[tuple[RaiseAlarm, Any]], now: float
+) -> list[AlertRaisedV1]:
+    """Insert raised alarms; the sensor_offline alerts of offline alarms inserted now."""
     if not raises:
-        return
+        return []
     rows = []
-    for write, event_id in raises:
+    for write, event in raises:
         at = utc(write.raised_at)
         rows.append(
             {
@@ -179,7 +203,7 @@ async def _insert_alarms(session: AsyncSession, raises: list[tuple[RaiseAlarm, A
                 "kind": write.kind,
                 "category": write.category,
                 "ref": write.alarm.ref,
-                "event_id": event_id,
+                "event_id": event.id,
                 "metric": write.metric,
                 "threshold": write.threshold,
                 "severity": write.severity,
@@ -196,8 +220,11 @@ async def _insert_alarms(session: AsyncSession, raises: list[tuple[RaiseAlarm, A
     # Any conflict (the same reference, or another open alarm on the rule) means it exists.
     statement = insert(_ALARMS).on_conflict_do_nothing().returning(_ALARMS.c.id)
     inserted = set((await session.execute(statement, rows)).scalars())
-    for write, _event_id in raises:
+    alerts = []
+    for write, event in raises:
         if write.alarm.id in inserted:
+            if write.kind == "offline":
+                alerts.append(_offline_alert(write, event, now))
             continue
         # Raised before (a redelivered message) or by another replica: adopt the stored alarm.
         existing = await store.alarm_by_ref(session, write.alarm.ref) or await store.open_alarm_for(
@@ -207,6 +234,7 @@ async def _insert_alarms(session: AsyncSession, raises: list[tuple[RaiseAlarm, A
             write.alarm.id = existing.id
         else:
             logger.warning("alarm %s was neither stored nor found", write.alarm.ref)
+    return alerts
 
 
 _CLEAR = (
@@ -223,23 +251,88 @@ _CLEAR = (
 )
 
 
-async def _clear_alarms(session: AsyncSession, clears: list[ClearAlarm]) -> None:
-    if not clears:
-        return
-    await session.execute(
-        _CLEAR,
-        [
-            {
-                "b_id": c.alarm.id,
-                "b_at": utc(c.at),
-                "b_value": c.value,
-                "b_reason": c.reason,
-                "b_count": c.alarm.count,
-                "b_last_value": c.alarm.last_value,
-                "b_last_at": utc(c.alarm.last_at),
-            }
-            for c in clears
-        ],
+_CLEAR_OFFLINE = _CLEAR.returning(
+    _ALARMS.c.sensor_id, _ALARMS.c.ref, _ALARMS.c.raised_at, _ALARMS.c.event_id
+)
+
+
+def _clear_params(c: ClearAlarm) -> dict[str, Any]:
+    return {
+        "b_id": c.alarm.id,
+        "b_at": utc(c.at),
+        "b_value": c.value,
+        "b_reason": c.reason,
+        "b_count": c.alarm.count,
+        "b_last_value": c.alarm.last_value,
+        "b_last_at": utc(c.alarm.last_at),
+    }
+
+
+async def _clear_alarms(session: AsyncSession, clears: list[ClearAlarm]) -> list[AlertRaisedV1]:
+    """Record clears; the sensor_online alerts of offline alarms cleared now."""
+    plain = [_clear_params(c) for c in clears if c.rule_key != OFFLINE_KEY]
+    if plain:
+        await session.execute(_CLEAR, plain)
+    alerts = []
+    # One by one (sensors coming back are rare): only a clear that took effect is announced.
+    for c in clears:
+        if c.rule_key == OFFLINE_KEY:
+            row = (await session.execute(_CLEAR_OFFLINE, _clear_params(c))).first()
+            if row is not None:
+                alerts.append(await _online_alert(session, c, row))
+    return alerts
+
+
+def _alert_id(kind: str, ref: str) -> uuid.UUID:
+    """The same alarm always announces itself under the same message id."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"cityhub:{kind}:{ref}")
+
+
+def _offline_alert(write: RaiseAlarm, event: NewEvent | Event, now: float) -> AlertRaisedV1:
+    return AlertRaisedV1(
+        id=_alert_id("sensor_offline", write.alarm.ref),
+        alert="sensor_offline",
+        at=utc(max(now, write.raised_at)),
+        district=event.district_code,
+        street=event.street_code,
+        sensor_id=write.sensor_id,
+        integrator=write.integrator,
+        details={
+            "alarm_id": str(write.alarm.id),
+            "event_id": str(event.id),
+            "category": write.category,
+            "last_seen_at": utc(write.raised_at).isoformat(),
+            "description": write.description,
+        },
+    )
+
+
+async def _online_alert(
+    session: AsyncSession, c: ClearAlarm, cleared: Row[str, str, datetime, uuid.UUID | None]
+) -> AlertRaisedV1:
+    """The sensor_online alert of a cleared offline alarm, located where its raise's event was."""
+    sensor_id, ref, raised_at, event_id = cleared
+    place = (
+        await session.execute(
+            select(Event.district_code, Event.street_code, Event.submitted_by).where(
+                Event.id == event_id
+            )
+        )
+    ).first()
+    district, street, integrator = place if place is not None else (None, None, None)
+    return AlertRaisedV1(
+        id=_alert_id("sensor_online", ref),
+        alert="sensor_online",
+        at=utc(c.at),
+        district=district,
+        street=street,
+        sensor_id=sensor_id,
+        integrator=integrator,
+        details={
+            "alarm_id": str(c.alarm.id),
+            "last_seen_at": raised_at.isoformat(),
+            "offline_s": round(max(0.0, c.at - raised_at.timestamp()), 3),
+        },
     )
 
 
