@@ -2,8 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run lint format typecheck pytest test bench clean
+.PHONY: install run lint format typecheck pytest test bench clean ui
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -29,7 +30,20 @@ format: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-pytest: install  ## tests only (real PostgreSQL, Redis, Mosquitto: found or started)
+# The screen tests drive Debian's Chromium through Playwright (never `playwright install`).
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq chromium >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
+	else \
+		echo "Chromium is missing: run 'sudo apt-get install chromium' (the screen tests drive it)"; \
+		exit 1; \
+	fi
+
+ui:  ## rebuild the vendored front-end libraries from ui/package-lock.json (needs Node.js)
+	cd ui && npm ci --no-audit --no-fund && node vendor.mjs
+
+pytest: install $(CHROMIUM)  ## tests only (real PostgreSQL, Redis, Mosquitto: found or started)
 	$(PY) -m pytest
 
 test: lint typecheck pytest  ## everything CI checks

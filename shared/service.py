@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.types import ASGIApp
 
 from shared.docs import install_docs
 from shared.errors import install_error_handlers
@@ -42,6 +43,8 @@ class Component:
     resources: dict[str, Resource] = field(default_factory=dict)
     # Path prefix → largest accepted request body (bytes) where 1 MiB is not right.
     body_limits: dict[str, int] = field(default_factory=dict)
+    # Path prefix → an ASGI app of its own (static files), mounted before the routers.
+    mounts: dict[str, Callable[[], ASGIApp]] = field(default_factory=dict)
 
 
 class Health(BaseModel):
@@ -139,6 +142,8 @@ def build_app(
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     for component in components:
+        for prefix, make in component.mounts.items():
+            app.mount(prefix, make())
         for router in component.routers:
             app.include_router(router)
     _document(app)

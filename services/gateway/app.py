@@ -33,6 +33,7 @@ def component(*, forward: bool) -> Component:
             ],
             workers=[sign_in_upkeep],
             resources={HUB_KEY: live_hub},
+            mounts={"/static": pages.static_app},
         )  # fmt: skip
 
     async def upstreams_ok(runtime: Runtime) -> bool:
@@ -61,6 +62,7 @@ def component(*, forward: bool) -> Component:
         workers=[sign_in_upkeep],
         checks={"upstreams": upstreams_ok},
         resources={proxy.CLIENT_KEY: proxy.proxy_client, HUB_KEY: live_hub},
+        mounts={"/static": pages.static_app},
     )
 
 
