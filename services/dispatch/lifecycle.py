@@ -24,6 +24,8 @@ OPEN_STATUSES: frozenset[Status] = frozenset(
 )
 # Where the clock runs on a ticket's handling: while someone is expected to act on it.
 HANDLING_STATUSES: frozenset[Status] = frozenset({"dispatched", "accepted", "in_progress"})
+# Where the accepting deadline is the one that matters (the warning colour, the desk's order).
+BEFORE_ACCEPT: frozenset[Status] = frozenset({"new", "dispatched"})
 
 _ACTIVE: frozenset[Status] = frozenset({"new", "dispatched", "accepted", "in_progress"})
 

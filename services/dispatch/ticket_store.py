@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.dispatch.lifecycle import HANDLING_STATUSES, OPEN_STATUSES
+from services.dispatch.lifecycle import BEFORE_ACCEPT, HANDLING_STATUSES, OPEN_STATUSES
 from services.dispatch.merging import Box
 from shared.auth import Scope
 from shared.db.models import (
@@ -340,6 +340,7 @@ class TicketFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     located: bool | None = None  # False: the geotagger could not place it (a dispatcher must)
+    returned: bool | None = None  # True: back in the dispatcher queue, a department returned it
 
 
 def _conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
@@ -365,7 +366,20 @@ def _conditions(f: TicketFilter) -> list[ColumnElement[bool]]:
         out.append(
             (Ticket.geotag_method != "none") if f.located else (Ticket.geotag_method == "none")
         )
+    if f.returned is not None:
+        # Only `return` brings a dispatched ticket back to new, and it keeps `dispatched_at`.
+        back = and_(Ticket.status == "new", Ticket.dispatched_at.is_not(None))
+        out.append(back if f.returned else ~back)
     return out
+
+
+def due_now() -> ColumnElement[datetime]:
+    """The deadline that matters now, as the warning colour takes it: accepting before
+    acceptance, else handling."""
+    return case(
+        (Ticket.status.in_(sorted(BEFORE_ACCEPT)), Ticket.accept_due_at),
+        else_=Ticket.handle_due_at,
+    )
 
 
 async def list_tickets(
@@ -384,6 +398,28 @@ async def list_tickets(
             or_(Ticket.created_at < at, and_(Ticket.created_at == at, Ticket.id < ticket_id))
         )
     stmt = stmt.order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def list_by_deadline(
+    session: AsyncSession,
+    scope: Scope,
+    f: TicketFilter,
+    *,
+    after: tuple[datetime | None, uuid.UUID] | None,
+    limit: int,
+) -> list[Ticket]:
+    """A page of tickets in the scope, soonest deadline (`due_now`) first and those without
+    one last, after a (deadline, id) cursor."""
+    due = due_now()
+    stmt = select(Ticket).where(scope_condition(scope), *_conditions(f))
+    if after is not None:
+        at, ticket_id = after
+        if at is None:
+            stmt = stmt.where(due.is_(None), Ticket.id > ticket_id)
+        else:
+            stmt = stmt.where(or_(due > at, and_(due == at, Ticket.id > ticket_id), due.is_(None)))
+    stmt = stmt.order_by(due.is_(None), due, Ticket.id).limit(limit)
     return list((await session.scalars(stmt)).all())
 
 

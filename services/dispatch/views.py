@@ -8,6 +8,7 @@ from datetime import datetime
 
 from services.dispatch.deadlines import Colour, colour
 from services.dispatch.departments import Directory
+from services.dispatch.lifecycle import BEFORE_ACCEPT
 from services.dispatch.permissions import offered_actions, place
 from services.dispatch.schemas import (
     AreaRef,
@@ -21,7 +22,6 @@ from shared.auth import Principal
 from shared.db.models import Event, Ticket, TicketTransition
 
 DONE = frozenset({"resolved", "closed", "rejected"})
-BEFORE_ACCEPT = frozenset({"new", "dispatched"})
 
 
 def _area(hierarchy: Hierarchy, code: str | None) -> AreaRef | None:

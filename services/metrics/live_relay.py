@@ -52,6 +52,7 @@ def ticket_data(message: TicketChangedV2, catalogue: Catalogue) -> dict[str, Any
         "accept_due_at": None if t.accept_due_at is None else t.accept_due_at.isoformat(),
         "handle_due_at": None if t.handle_due_at is None else t.handle_due_at.isoformat(),
         "created_at": t.created_at.isoformat(),
+        "dispatched_at": None if t.dispatched_at is None else t.dispatched_at.isoformat(),
         "updated_at": t.updated_at.isoformat(),
         "transition": None
         if step is None

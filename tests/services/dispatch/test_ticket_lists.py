@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from shared.db.models import Ticket
 from shared.settings import Settings
 from tests.support.tickets import Hub, running_hub, shifted
 
@@ -125,3 +128,87 @@ async def test_tasks_mine_lists_the_department_open_work_first(hub: Hub) -> None
     assert other not in tasks
     refused = await hub.client.get("/api/v1/tasks/mine", headers=desk)
     assert refused.status_code == 403
+
+
+def due_of(ticket: dict[str, Any]) -> str | None:
+    """The deadline `sort=deadline` orders by: accepting while new or dispatched, else handling."""
+    due: str | None = ticket[
+        "accept_due_at" if ticket["status"] in ("new", "dispatched") else "handle_due_at"
+    ]
+    return due
+
+
+async def test_deadline_order_pages_and_returned_filter(hub: Hub) -> None:
+    street = hub.streets()[3]
+    desk = await hub.user("desk", "dispatcher", f"street:{street.code}")
+    crew = await hub.user("crew", "field_staff", f"district:{DISTRICT}", f"cgj@{DISTRICT}")
+    lon, lat = hub.point(street)
+    made = [
+        await hub.report(category=category, location=shifted(lon, lat, 400 * n - 800))
+        for n, category in enumerate(["E0101", "C0501", "E0101", "C0201", "E0501"])
+    ]
+    await hub.ok(made[0], desk, "return", reason="not ours")  # new again, returned
+    await hub.ok(made[2], crew, "accept")  # now its handling deadline counts
+    far = (datetime.now(UTC) + timedelta(days=80)).replace(microsecond=0).isoformat()
+    await hub.ok(made[2], desk, "defer", until=far)  # ...and it is the latest of all
+
+    async def listing(**params: Any) -> dict[str, Any]:
+        reply = await hub.client.get("/api/v1/tickets", params=params, headers=desk)
+        assert reply.status_code == 200, reply.text
+        body: dict[str, Any] = reply.json()
+        return body
+
+    everything = (await listing(sort="deadline", limit=200))["items"]
+    dues = [datetime.fromisoformat(d) for d in map(due_of, everything) if d is not None]
+    assert len(dues) == len(everything) == 5
+    assert dues == sorted(dues) and everything[-1]["id"] == made[2]
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        body = await listing(sort="deadline", limit=2, **({"cursor": cursor} if cursor else {}))
+        seen += [t["id"] for t in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [t["id"] for t in everything]
+
+    created_cursor = (await listing(limit=1))["next_cursor"]
+    mixed = await hub.client.get(
+        "/api/v1/tickets", params={"sort": "deadline", "cursor": created_cursor}, headers=desk
+    )
+    assert mixed.status_code == 422 and "same sort" in mixed.json()["detail"]
+
+    returned = (await listing(returned="true"))["items"]
+    assert [t["id"] for t in returned] == [made[0]]
+    rest = {t["id"] for t in (await listing(returned="false"))["items"]}
+    assert rest == set(made[1:])
+
+
+async def test_deadline_order_puts_tickets_without_a_deadline_last(hub: Hub) -> None:
+    street = hub.streets()[4]
+    desk = await hub.user("desk", "dispatcher", f"street:{street.code}")
+    lon, lat = hub.point(street)
+    made = [
+        await hub.report(category="C0501", location=shifted(lon, lat, 400 * n - 600))
+        for n in range(4)
+    ]
+    undated = sorted(made[1:3])  # ties on "no deadline" go by id
+    async with hub.runtime.sessions() as session, session.begin():
+        await session.execute(
+            update(Ticket).where(Ticket.id.in_([uuid.UUID(t) for t in undated]))
+            .values(accept_due_at=None)
+        )  # fmt: skip
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"sort": "deadline", "limit": 1}
+        if cursor:
+            params["cursor"] = cursor
+        reply = await hub.client.get("/api/v1/tickets", params=params, headers=desk)
+        assert reply.status_code == 200, reply.text
+        seen += [t["id"] for t in reply.json()["items"]]
+        cursor = reply.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[2:] == undated and set(seen[:2]) == {made[0], made[3]}

@@ -14,7 +14,12 @@ export class ApiError extends Error {
 // A 422's list of validation issues as one readable line.
 function describe(detail) {
   if (Array.isArray(detail)) {
-    return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+    return detail
+      .map((d) => {
+        const where = (d.loc || []).slice(1).join(".");
+        return where ? `${where}: ${d.msg}` : d.msg;
+      })
+      .join("; ");
   }
   return JSON.stringify(detail);
 }
