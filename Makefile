@@ -33,8 +33,8 @@ typecheck: install
 # The screen tests drive Debian's Chromium through Playwright (never `playwright install`).
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get install -y -qq chromium >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null); \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null); \
 	else \
 		echo "Chromium is missing: run 'sudo apt-get install chromium' (the screen tests drive it)"; \
 		exit 1; \

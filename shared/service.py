@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
 from shared.docs import install_docs
@@ -68,6 +69,7 @@ async def _run_outbox(runtime: Runtime) -> None:
     await runtime.outbox.run()
 
 
+GZIP_MIN_BYTES = 1_400  # about one TCP segment: smaller answers gain nothing from gzip
 GC_THRESHOLDS = (100_000, 50, 100)  # allocations before a young collection; then older ones
 
 
@@ -120,6 +122,9 @@ def build_app(
     install_error_handlers(app)
     limits = {prefix: size for c in components for prefix, size in c.body_limits.items()}
     app.add_middleware(BodyLimitMiddleware, limits=limits)
+    # Lists and KPIs compress about 8:1 for screens on slow links; answers under the threshold
+    # (an event's 201, most single reads) are sent as they are, so intake pays nothing.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
     names = [c.name for c in components]
 
     @app.get(

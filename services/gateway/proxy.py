@@ -19,6 +19,7 @@ from shared.settings import ServiceName
 ROUTES: tuple[tuple[str, ServiceName], ...] = (
     ("/api/v1/events", "ingest"),
     ("/api/v1/grid-reports", "ingest"),
+    ("/api/v1/photos", "ingest"),
     ("/api/v1/sensors", "ingest"),
     ("/api/v1/dead-letters", "ingest"),
     ("/files", "ingest"),
@@ -68,6 +69,8 @@ async def forward(path: str, request: Request) -> Response:
     # Tell the service how the client reached us (Open311 discovery names its own URL).
     headers.setdefault("x-forwarded-host", request.headers.get("host", ""))
     headers.setdefault("x-forwarded-proto", request.url.scheme)
+    # Plain bodies on the local hop: the gateway's own middleware compresses for the client.
+    headers["accept-encoding"] = "identity"
     try:
         upstream = await client.request(
             request.method,

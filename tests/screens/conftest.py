@@ -23,18 +23,20 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path("var/screenshots")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an event loop in the main thread while it
+# is open, and pytest-asyncio cannot start one for the async tests collected after tests/screens.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """Playwright's driver for the session."""
+    """Playwright's driver for one test module."""
     if not CHROMIUM.exists():
         pytest.exit(f"{CHROMIUM} is missing: apt-get install chromium (make test does)", 3)
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the session (each test gets its own context)."""
+    """One headless Chromium per test module (each test gets its own context)."""
     chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
     yield chromium
     chromium.close()

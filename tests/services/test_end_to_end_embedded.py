@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from services.hub import create_hub_app
 from shared.netutil import reachable
@@ -24,6 +25,7 @@ async def _ticket_of(client: httpx.AsyncClient, event_id: str, key: str) -> str:
     return await wait_for(probe)
 
 
+@pytest.mark.first_start  # on an empty data dir: migrations, demo areas, catalogue, then the flow
 async def test_event_becomes_a_ticket_owned_by_its_street(embedded_settings: Settings) -> None:
     app = create_hub_app(embedded_settings)
     async with serving(app) as client:
@@ -145,7 +147,12 @@ async def test_landing_page(embedded_settings: Settings) -> None:
     async with serving(app) as client:
         page = await client.get("/")
         assert page.status_code == 200
-        assert "41 district centres · 1031 streets" in page.text
+        assert page.headers["cache-control"] == "no-cache"
+        assert '<html lang="zh-CN" class="dark">' in page.text  # Chinese, dark wall theme
+        assert '<script type="module" src="/static/app/wall.js">' in page.text
+        script = await client.get("/static/app/wall.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
 
 
 async def test_openapi_documents_auth_on_every_api_route(embedded_settings: Settings) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
-import struct
-import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,26 +14,10 @@ import pytest
 from services.hub import create_hub_app
 from shared.settings import Settings
 from tests.support.apps import add_key, add_user, login, serving
+from tests.support.images import png
 
 GOOD: dict[str, Any] = {"category": "E0101", "location": {"lon": 106.5516, "lat": 29.5630}}
 Hub = tuple[httpx.AsyncClient, dict[str, dict[str, str]], Settings]
-
-
-def png(seed: int = 0) -> bytes:
-    """A real 1×1 PNG whose pixel depends on `seed`."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    raw = b"\x00" + bytes([seed % 256, 0, 0])
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200 + b"\xff\xd9"
