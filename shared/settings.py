@@ -10,8 +10,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["ingest", "dispatch", "metrics", "gateway"]
@@ -44,6 +45,59 @@ class DispatchSettings(BaseModel):
     # `defer` may move a handling deadline at most this many days ahead of now: a deferral
     # postpones a deadline, it never switches it off.
     max_defer_days: float = Field(default=90.0, gt=0, le=3_650, allow_inf_nan=False)
+
+
+class AlertSettings(BaseModel):
+    """Alerts on `/ws/live` and `/api/v1/alerts` (`CITYHUB_ALERTS__*`, docs/alerts.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # More refused MQTT messages than this from one integrator within a minute is a spike.
+    dead_letter_spike: int = Field(default=50, ge=1, le=1_000_000)
+    # Stored alerts are deleted this many days after they happened.
+    retention_days: float = Field(default=30.0, gt=0, le=3_650, allow_inf_nan=False)
+
+
+class LiveSettings(BaseModel):
+    """The gateway's `/ws/live` connections (`CITYHUB_LIVE__*`; docs/live.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Frames waiting for one client; a client further behind gets `resync` and is dropped.
+    queue_max: int = Field(default=2_000, ge=1, le=1_000_000)
+    # A socket without a token in its URL must send {"type": "auth"} within this many seconds.
+    auth_timeout_s: float = Field(default=10.0, gt=0)
+    # Connections are closed (4000) after this long; clients reconnect with `since`.
+    max_lifetime_s: float = Field(default=12 * 3600.0, gt=0)
+    # How often a connection re-checks its user (disabled, signed out) and a send may take.
+    recheck_s: float = Field(default=2.0, gt=0)
+    send_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class KpiWeights(BaseModel):
+    """Weights of the 综合评价 score (`CITYHUB_KPI__WEIGHTS__*`; docs/kpis.md): each rate counts in
+    proportion to its weight, and a rate without data drops out (the rest are re-weighted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    on_time_close: float = Field(default=40.0, ge=0, le=1_000, allow_inf_nan=False)
+    close: float = Field(default=20.0, ge=0, le=1_000, allow_inf_nan=False)
+    no_rework: float = Field(default=20.0, ge=0, le=1_000, allow_inf_nan=False)
+    satisfaction: float = Field(default=20.0, ge=0, le=1_000, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> KpiWeights:
+        if self.on_time_close + self.close + self.no_rework + self.satisfaction <= 0:
+            raise ValueError("at least one KPI weight must be above 0")
+        return self
+
+
+class KpiSettings(BaseModel):
+    """KPIs of the metrics service (`CITYHUB_KPI__*`; docs/kpis.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    weights: KpiWeights = Field(default_factory=KpiWeights)
 
 
 class Settings(BaseSettings):
@@ -83,6 +137,15 @@ class Settings(BaseSettings):
     geotag_tolerance_m: float = Field(default=500.0, ge=0)
     jwt_secret: SecretStr | None = None
     token_ttl_s: int = Field(default=900, gt=0)
+    # Sign-in sessions (docs/decisions/0014-sign-in-sessions.md): a refresh token lives this long
+    # from its issue (each refresh issues the next one); failed sign-ins count per user name and
+    # per client address within the window, and past a limit sign-in answers 429 until the window
+    # has let enough of them go. The address limit is higher: one office (or a proxy without
+    # forwarded headers) shares an address, and 5 typos there must not lock out everyone.
+    refresh_ttl_s: int = Field(default=30 * 24 * 3600, gt=0)
+    login_window_s: int = Field(default=900, gt=0, le=24 * 3600)
+    login_failures_per_user: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=20, ge=1)
     # Where the gateway forwards each service's routes in production mode.
     ingest_url: str = "http://127.0.0.1:8001"
     dispatch_url: str = "http://127.0.0.1:8002"
@@ -90,6 +153,22 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"  # CITYHUB_LOG_LEVEL, any case; DEBUG adds library details
     access_log: bool | None = None  # a line per HTTP request; unset: only at DEBUG
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    # Local time of the city: KPI windows named `today` start at its midnight (CITYHUB_TIMEZONE).
+    timezone: str = "Asia/Shanghai"
+    kpi: KpiSettings = Field(default_factory=KpiSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)"
+            ) from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

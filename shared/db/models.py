@@ -424,7 +424,192 @@ class EmergencyMode(Base):
 # --- sign-in sessions (issue 8: refresh tokens, logins, failed-login limits) ---
 
 
+class Login(Base):
+    """One sign-in of a user (decision 0014): its refresh tokens rotate within it, its access
+    tokens name it (`sid`), and revoking it (sign-out, a reused refresh token, a new password,
+    the user disabled) ends them all. Deleted once its last refresh token has expired."""
+
+    __tablename__ = "logins"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    username: Mapped[str] = mapped_column(
+        String(100), ForeignKey("users.username", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(String(32))  # logout, reuse, password...
+
+
+class RefreshToken(Base):
+    """A refresh token of a login, stored as its SHA-256 (it carries 256 random bits). Used
+    ones stay until they expire: presenting one again revokes the login (reuse detection)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    login_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("logins.id", ondelete="CASCADE"), index=True
+    )
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]  # set once, by the refresh that rotated it
+
+
+class LoginAttempt(Base):
+    """A sign-in attempt not known to have succeeded, counted against a user name or a client
+    address (`key`: SHA-256 of which, so typed passwords never rest here in clear). Written
+    before the password is checked and deleted when it proves right; pruned after the window."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_key_at", "key", "attempted_at"),)
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[datetime] = mapped_column(index=True)
+
+
 # --- KPI facts (issue 8: the metrics service) ---
+# Derived by services/metrics/facts.py from bus messages (incremental) or from events, tickets and
+# their timelines (`cityhub kpis recompute`); `touched_at` is bookkeeping for the live push, not a
+# fact. Statuses counted as open, as in OPEN_TICKET_SQL.
+KPI_OPEN_SQL = OPEN_TICKET_SQL
+
+
+class KpiEvent(Base):
+    """One event as the KPIs count it (intake, merge ratio, categories, hotspots)."""
+
+    __tablename__ = "kpi_events"
+    __table_args__ = (
+        Index("ix_kpi_events_received_at", "received_at"),
+        Index("ix_kpi_events_touched_at", "touched_at"),
+    )
+
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # None while only the ticket side is known (the event's own message not handled yet).
+    received_at: Mapped[datetime | None]
+    channel: Mapped[str | None] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(64))
+    district: Mapped[str | None] = mapped_column(String(32))
+    street: Mapped[str | None] = mapped_column(String(32))
+    joined: Mapped[bool] = mapped_column(Boolean, default=False)  # joined an existing ticket
+    touched_at: Mapped[datetime]
+
+
+class KpiTicket(Base):
+    """One ticket as the KPIs count it: its latest state (by timeline seq) and what its timeline
+    accumulated (deferred, first acceptance, earliest missed handling deadline)."""
+
+    __tablename__ = "kpi_tickets"
+    __table_args__ = (
+        Index("ix_kpi_tickets_filed_at", "filed_at"),
+        Index("ix_kpi_tickets_deadline", "deadline"),
+        Index("ix_kpi_tickets_closed_at", "closed_at"),
+        Index("ix_kpi_tickets_first_accepted_at", "first_accepted_at"),
+        Index("ix_kpi_tickets_touched_at", "touched_at"),
+        # "Now" figures (backlog, parked, overdue) read only open tickets.
+        Index(
+            "ix_kpi_tickets_open",
+            "district",
+            "street",
+            sqlite_where=text(KPI_OPEN_SQL),
+            postgresql_where=text(KPI_OPEN_SQL),
+        ),
+    )
+
+    ticket_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)  # timeline seq of the state stored
+    status: Mapped[str] = mapped_column(String(16))
+    merged: Mapped[bool] = mapped_column(Boolean)
+    category: Mapped[str] = mapped_column(String(64))
+    district: Mapped[str | None] = mapped_column(String(32))
+    street: Mapped[str | None] = mapped_column(String(32))
+    department: Mapped[str | None] = mapped_column(String(64))
+    filed_at: Mapped[datetime]
+    accept_due_at: Mapped[datetime | None]
+    handle_due_at: Mapped[datetime | None]
+    breached: Mapped[bool] = mapped_column(Boolean)  # a deadline breach was recorded
+    closed_at: Mapped[datetime | None]
+    close_ms: Mapped[int | None] = mapped_column(BigInteger)  # filed → closed (not merged)
+    deferred: Mapped[bool] = mapped_column(Boolean)
+    missed_due_at: Mapped[datetime | None]
+    first_accepted_at: Mapped[datetime | None]
+    accept_ms: Mapped[int | None] = mapped_column(BigInteger)  # filed → first accepted
+    # The KPI deadline: the earliest missed handling deadline, else the current one.
+    deadline: Mapped[datetime | None]
+    touched_at: Mapped[datetime]
+
+
+class KpiTransition(Base):
+    """A timeline entry the KPIs count on its own: a verification (返工 when failed) or a
+    call-back with its satisfaction score."""
+
+    __tablename__ = "kpi_transitions"
+    __table_args__ = (Index("ix_kpi_transitions_at", "at"),)
+
+    ticket_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # verify | callback
+    at: Mapped[datetime]
+    passed: Mapped[bool | None] = mapped_column(Boolean)
+    score: Mapped[int | None] = mapped_column(Integer)
+    district: Mapped[str | None] = mapped_column(String(32))
+    street: Mapped[str | None] = mapped_column(String(32))
 
 
 # --- alerts (issue 8) ---
+
+
+class AlertRow(Base):
+    """An alert for the screens (breach, 督办, escalation, emergency switch, sensor offline or
+    back, dead-letter spike). Its id is derived from the bus message that reported it and the
+    alert's kind, so a redelivered message stores nothing new (services/metrics/alerts.py)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # A scope's recent alerts, newest first (the city's use `ix_alerts_at`).
+        Index("ix_alerts_district_at", "district", "at"),
+        Index("ix_alerts_street_at", "street", "at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)  # Chinese
+    title_en: Mapped[str] = mapped_column(Text)
+    # Where (scope filtering): both None for the whole city.
+    district: Mapped[str | None] = mapped_column(String(32))
+    street: Mapped[str | None] = mapped_column(String(32))
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    at: Mapped[datetime] = mapped_column(index=True)  # when it happened
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # the bus message that reported it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When it was appended to the live log; None: stored, not streamed yet (a crash between
+    # commit and append streams it when the message is redelivered).
+    streamed_at: Mapped[datetime | None]
+
+
+# --- idempotent actions (issue 9) ---
+
+
+class ActionRequestRecord(Base):
+    """A lifecycle action sent with an `Idempotency-Key`: stored with the answer it got, in the
+    action's own transaction, so a retry with the same key replays that answer instead of acting
+    twice (services/dispatch/idempotency.py). Pruned after a week."""
+
+    __tablename__ = "action_requests"
+    __table_args__ = (
+        # Keys are the client's, so they are unique per user; this constraint decides races.
+        UniqueConstraint("subject", "key", name="uq_action_requests_key"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subject: Mapped[str] = mapped_column(String(100))  # the user who sent it
+    key: Mapped[str] = mapped_column(String(200))
+    ticket_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of ticket id and body
+    # The answer, set in the transaction that claimed the key (no one else sees it unset).
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
