@@ -10,6 +10,7 @@ from services.dispatch.consumers import run_event_consumer, run_sweeper
 from services.dispatch.context import CONTEXT_KEY, open_context, refresh_rules
 from services.dispatch.emergency import EMERGENCY_KEY, open_cache
 from services.dispatch.emergency_api import router as emergency_router
+from services.dispatch.idempotency import action_request_upkeep
 from services.dispatch.scheduler import run_scheduler
 from shared.service import Component, build_app
 from shared.settings import Settings
@@ -27,7 +28,13 @@ def component() -> Component:
             emergency_router,
             held_api.router,
         ],
-        workers=[run_event_consumer, run_sweeper, run_scheduler, refresh_rules],
+        workers=[
+            run_event_consumer,
+            run_sweeper,
+            run_scheduler,
+            refresh_rules,
+            action_request_upkeep,
+        ],
         resources={CONTEXT_KEY: open_context, EMERGENCY_KEY: open_cache},
     )
 

@@ -7,15 +7,17 @@ import binascii
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, get_args
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch import ticket_store
 from services.dispatch.actions import act
 from services.dispatch.context import ContextDep, DispatchContext
-from services.dispatch.lifecycle import Status
+from services.dispatch.idempotency import REPLAY_HEADERS, IdempotencyKey, act_once
+from services.dispatch.lifecycle import BEFORE_ACCEPT, Status
 from services.dispatch.routing import Tier
 from services.dispatch.schemas import ActionRequest, ActionResult, TicketPage, TicketRead
 from services.dispatch.views import ticket_read
@@ -34,6 +36,8 @@ Reader = Annotated[
 ]
 FieldStaff = Annotated[Principal, Depends(require_roles("field_staff"))]
 MAX_PAGE = 200  # tickets per page
+Order = Literal["created", "deadline"]
+DEADLINE_CURSOR = "due"  # first item of a deadline-order cursor (a created-order one has two)
 
 
 def encode_cursor(ticket: Ticket) -> str:
@@ -42,18 +46,55 @@ def encode_cursor(ticket: Ticket) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def due_of(ticket: Ticket) -> datetime | None:
+    """The deadline the deadline order sorts by (`ticket_store.due_now`, in Python)."""
+    return ticket.accept_due_at if ticket.status in BEFORE_ACCEPT else ticket.handle_due_at
+
+
+def encode_deadline_cursor(ticket: Ticket) -> str:
+    """An opaque cursor after this ticket (soonest-deadline-first order)."""
+    due = due_of(ticket)
+    raw = [DEADLINE_CURSOR, due.isoformat() if due else None, str(ticket.id)]
+    return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
+
+
+def _moment(at: str) -> datetime:
+    when = datetime.fromisoformat(at)
+    if when.tzinfo is None:
+        raise ValueError("naive time")
+    check_moment(when)  # a forged far-away time would overflow in the query
+    return when
+
+
+def _cursor_items(cursor: str) -> list[object]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    items = json.loads(base64.urlsafe_b64decode(padded))
+    if not isinstance(items, list):
+        raise TypeError("not a list")
+    return items
+
+
+INVALID_CURSOR = "invalid cursor: pass back a next_cursor as given, with the same sort"
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The (created_at, id) a cursor points after; 422 when it is not one of ours."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, ticket_id = json.loads(base64.urlsafe_b64decode(padded))
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        check_moment(when)  # a forged far-away time would overflow in the query
-        return when, uuid.UUID(ticket_id)
+        at, ticket_id = _cursor_items(cursor)
+        return _moment(str(at)), uuid.UUID(str(ticket_id))
     except (ValueError, TypeError, binascii.Error) as exc:
-        raise HubError("invalid cursor: pass back a next_cursor as given", 422) from exc
+        raise HubError(INVALID_CURSOR, 422) from exc
+
+
+def decode_deadline_cursor(cursor: str) -> tuple[datetime | None, uuid.UUID]:
+    """The (deadline, id) a deadline-order cursor points after; 422 when it is not one."""
+    try:
+        tag, at, ticket_id = _cursor_items(cursor)
+        if tag != DEADLINE_CURSOR:
+            raise ValueError("not a deadline cursor")
+        return (None if at is None else _moment(str(at))), uuid.UUID(str(ticket_id))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise HubError(INVALID_CURSOR, 422) from exc
 
 
 async def _reads(
@@ -92,27 +133,58 @@ async def list_tickets(
     located: Annotated[
         bool | None, Query(description="false: events the geotagger could not place")
     ] = None,
+    returned: Annotated[
+        bool | None,
+        Query(description="true: back in the dispatcher queue after a department returned it"),
+    ] = None,
+    sort: Annotated[
+        Order,
+        Query(
+            description="created: newest first; deadline: the deadline that matters now "
+            "(accepting while new or dispatched, else handling) soonest first, none last"
+        ),
+    ] = "created",
     cursor: Text | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> TicketPage:
-    """Tickets in the caller's scope, newest first, filtered; page with `cursor`."""
+    """Tickets in the caller's scope, filtered, newest first (or by deadline); page with
+    `cursor` (a `next_cursor` of the same sort)."""
     filters = ticket_store.TicketFilter(
         status=status or (), tier=tier, centre=centre, district=district, street=street,
         department=department, category=category, overdue=overdue, priority=priority,
         source=source, created_from=created_from, created_to=created_to, located=located,
+        returned=returned,
     )  # fmt: skip
-    after = decode_cursor(cursor) if cursor else None
-    rows = await ticket_store.list_tickets(
-        session, principal.scope, filters, after=after, limit=limit + 1
-    )
+    if sort == "deadline":
+        rows = await ticket_store.list_by_deadline(
+            session,
+            principal.scope,
+            filters,
+            after=decode_deadline_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+        encode = encode_deadline_cursor
+    else:
+        rows = await ticket_store.list_tickets(
+            session,
+            principal.scope,
+            filters,
+            after=decode_cursor(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+        encode = encode_cursor
     page = rows[:limit]
     return TicketPage(
         items=await _reads(session, runtime, context, principal, page),
-        next_cursor=encode_cursor(page[-1]) if len(rows) > limit else None,
+        next_cursor=encode(page[-1]) if len(rows) > limit else None,
     )
 
 
-@router.post("/tickets/{ticket_id}/actions")
+@router.post(
+    "/tickets/{ticket_id}/actions",
+    response_model=ActionResult,
+    responses={200: {"headers": REPLAY_HEADERS}},
+)
 async def post_action(
     ticket_id: uuid.UUID,
     body: ActionRequest,
@@ -120,10 +192,17 @@ async def post_action(
     session: SessionDep,
     runtime: RuntimeDep,
     context: ContextDep,
-) -> ActionResult:
+    idempotency_key: IdempotencyKey = None,
+) -> ActionResult | JSONResponse:
     """Do one lifecycle action (dispatch, accept, start, resolve, verify, return, reassign,
-    escalate, defer, park, reject, comment, callback, merge, split); 409 names what is allowed."""
-    return await act(session, runtime, context, principal, ticket_id, body)
+    escalate, defer, park, reject, comment, callback, merge, split); 409 names what is allowed.
+    With an `Idempotency-Key`, a retry replays the first answer instead of acting again."""
+    if idempotency_key is None:
+        return await act(session, runtime, context, principal, ticket_id, body)
+    return await act_once(
+        session, principal.subject, idempotency_key, ticket_id, body,
+        lambda: act(session, runtime, context, principal, ticket_id, body),
+    )  # fmt: skip
 
 
 @router.get("/tasks/mine")

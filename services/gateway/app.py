@@ -17,6 +17,7 @@ from services.gateway import (
 )
 from services.gateway.live_hub import HUB_KEY, live_hub
 from services.gateway.sessions import sign_in_upkeep
+from services.ingest import grid_api, photos_api
 from shared.runtime import Runtime
 from shared.service import Component, build_app
 from shared.settings import Settings
@@ -63,6 +64,11 @@ def component(*, forward: bool) -> Component:
         checks={"upstreams": upstreams_ok},
         resources={proxy.CLIENT_KEY: proxy.proxy_client, HUB_KEY: live_hub},
         mounts={"/static": pages.static_app},
+        # What ingest accepts, the gateway forwards: grid reports and photos exceed 1 MiB.
+        body_limits={
+            "/api/v1/grid-reports": grid_api.GRID_BODY_LIMIT,
+            "/api/v1/photos": photos_api.PHOTO_BODY_LIMIT,
+        },
     )
 
 

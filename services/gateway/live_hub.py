@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from shared.auth import Scope
-from shared.live import LiveLog, LiveRecord
+from shared.bus.base import stop_if_cancelled
+from shared.live import LiveHead, LiveLog, LiveRecord
 from shared.live.base import LIVE_STREAMS, LiveStream
 from shared.runtime import Runtime
 
@@ -126,12 +127,25 @@ class LiveHub:
         for subscriber in list(self.subscribers):
             subscriber.offer(seq, frame)
 
+    async def _first_head(self) -> LiveHead:
+        """The history's head, waiting for the live log to answer (Redis may be down at start)."""
+        while True:
+            stop_if_cancelled()
+            try:
+                return await self.log.head()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the live history does not answer; retrying")
+                await asyncio.sleep(RETRY_S)
+
     async def follow(self) -> None:
         """Feed subscribers from the log until cancelled; a lost history resyncs them all."""
-        head = await self.log.head()
+        head = await self._first_head()
         self.epoch, last = head.epoch, head.seq
         checked = time.monotonic()
         while True:
+            stop_if_cancelled()  # redis-py can turn a cancellation mid-XREAD into a return
             try:
                 records = await self.log.follow(last, FOLLOW_BLOCK_MS)
                 if not records or time.monotonic() - checked > HEAD_CHECK_S:
@@ -145,6 +159,7 @@ class LiveHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                stop_if_cancelled()
                 logger.exception("following the live history failed; retrying")
                 await asyncio.sleep(RETRY_S)
                 continue

@@ -41,6 +41,15 @@ async def field() -> FileResponse:
     return _page(PAGES["/field"])
 
 
+@router.get("/field-sw.js")
+async def field_service_worker() -> FileResponse:
+    """The field page's service worker (offline start), served from the root: a worker's scope
+    may not reach above its own path, and it controls `/field`."""
+    return FileResponse(
+        STATIC_DIR / "field-sw.js", media_type="text/javascript; charset=utf-8", headers=NO_CACHE
+    )
+
+
 def static_app() -> StaticFiles:
     """`/static`: the pages' scripts, styles and vendored libraries, with ETags (StaticFiles
     answers 304 to a matching If-None-Match); the app's gzip middleware compresses them."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from services.ingest import dead_letters_api, grid_api, open311
+from services.ingest import dead_letters_api, grid_api, open311, photos_api
 from services.ingest.api import router
 from services.ingest.mqtt_intake import mqtt_worker
 from services.ingest.sensors import api as sensors_api
@@ -66,9 +66,13 @@ def component() -> Component:
             open311.router,
             sensors_api.router,
             dead_letters_api.router,
+            photos_api.router,
         ],
         workers=[mqtt_worker, alarm_writer, sensor_upkeep, dead_letter_upkeep],
-        body_limits={"/api/v1/grid-reports": grid_api.GRID_BODY_LIMIT},
+        body_limits={
+            "/api/v1/grid-reports": grid_api.GRID_BODY_LIMIT,
+            "/api/v1/photos": photos_api.PHOTO_BODY_LIMIT,
+        },
         resources={WRITER_KEY: event_writer, INTAKE_KEY: open_sensor_intake},
     )
 

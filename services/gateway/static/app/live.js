@@ -26,10 +26,14 @@ export class LiveStream {
     try {
       token = await this.session.token();
     } catch (error) {
-      this.setState("signed-out");
+      // Signed out only when the hub said so (401); a refresh that could not reach it (offline)
+      // is tried again later.
+      if (error?.status === 401) this.setState("signed-out");
+      else if (!this.stopped) this.retry();
       return;
     }
-    const params = new URLSearchParams({ token });
+    // The token goes in the first message, not the URL: URLs end up in access logs and proxies.
+    const params = new URLSearchParams();
     if (this.options.scope) params.set("scope", this.options.scope);
     if (this.options.streams) params.set("streams", this.options.streams.join(","));
     if (this.since !== null) {
@@ -39,6 +43,7 @@ export class LiveStream {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/live?${params}`);
     this.socket = socket;
+    socket.onopen = () => socket.send(JSON.stringify({ type: "auth", token }));
     socket.onmessage = (event) => this.receive(JSON.parse(event.data));
     socket.onclose = (event) => this.closed(event);
   }
@@ -72,7 +77,7 @@ export class LiveStream {
       // The token expired or the sign-in ended: a refresh tells which.
       this.session.refresh().then(
         () => this.retry(),
-        () => this.setState("signed-out"),
+        (error) => (error?.status === 401 ? this.setState("signed-out") : this.retry()),
       );
       return;
     }
