@@ -250,3 +250,6 @@ async def embedded_broker(
         yield broker
     finally:
         await broker.shutdown()
+        # The entry's value leads back to its key (handoff → runtime → broker → plugins), so the
+        # weak dictionary alone would keep every stopped broker alive.
+        _HANDOFFS.pop(broker.plugins_manager, None)

@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
+from shared.compression import NegotiatedGZipMiddleware
 from shared.docs import install_docs
 from shared.errors import install_error_handlers
 from shared.limits import BodyLimitMiddleware
@@ -124,7 +124,7 @@ def build_app(
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     # Lists and KPIs compress about 8:1 for screens on slow links; answers under the threshold
     # (an event's 201, most single reads) are sent as they are, so intake pays nothing.
-    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES)
+    app.add_middleware(NegotiatedGZipMiddleware, minimum_size=GZIP_MIN_BYTES)
     names = [c.name for c in components]
 
     @app.get(

@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
 
 from shared.db.engine import create_engine
-from shared.db.models import Base
 from shared.migrations.runner import upgrade
 from shared.settings import Settings
+from tests.support import start_caches
+from tests.support.first_start import FIRST_START_MARK, SQLITE_TEMPLATE, PostgresReset
+from tests.support.memory import forget_app_callables
+from tests.support.mqtt import clear_session
 from tests.support.servers import Servers, ServerUnavailableError, free_port, running_servers
+from tests.support.sync import run_sync
 
-T = TypeVar("T")
+__all__ = ["run_sync"]  # tests import it from here
 
 
-def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on a private loop in a thread (safe inside a running loop)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, make()).result()
+@pytest.fixture(scope="session", autouse=True)
+def _start_caches() -> Iterator[None]:
+    """Pure start-up work (demo areas, geotaggers) done once per process; cheap password hashes."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        start_caches.install(monkeypatch)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _free_apps() -> Iterator[None]:
+    """The test's apps (and their runtimes) can be freed once it ends."""
+    yield
+    forget_app_callables()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Spare the interpreter's last full garbage collection over everything the session made (a
+    minute and more of exit on a loaded machine): the process ends right after it anyway."""
+    gc.freeze()
+
+
+def _first_start(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker(FIRST_START_MARK) is not None
 
 
 @pytest.fixture(scope="session")
@@ -74,19 +94,18 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     run_sync(lambda: _admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def _pg_reset(pg_url: str) -> PostgresReset:
+    """The session database with a first start's rows stored, and how to go back to them."""
+    return run_sync(lambda: PostgresReset.prepare(pg_url))
+
+
 @pytest.fixture
-def clean_pg(pg_url: str) -> str:
-    """The session's PostgreSQL database with every table emptied before the test."""
-
-    async def truncate() -> None:
-        engine = create_engine(Settings(database_url=pg_url))
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {tables} CASCADE"))
-        await engine.dispose()
-
-    run_sync(truncate)
-    return pg_url
+def clean_pg(request: pytest.FixtureRequest, _pg_reset: PostgresReset) -> str:
+    """The session's PostgreSQL database emptied before the test, but for the areas and the
+    catalogue a first start stores (none either under `@pytest.mark.first_start`)."""
+    run_sync(lambda: _pg_reset.reset(first_start=_first_start(request)))
+    return _pg_reset.url
 
 
 @pytest.fixture
@@ -102,8 +121,11 @@ def bus_prefix() -> str:
 
 
 @pytest.fixture
-def embedded_settings(tmp_path: Path) -> Settings:
-    """Embedded mode in a private data dir, with the broker on a free port."""
+def embedded_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Embedded mode in a private data dir, with the broker on a free port; the data dir holds a
+    hub's database as its first start left it (an empty dir under `@pytest.mark.first_start`)."""
+    if not _first_start(request):
+        SQLITE_TEMPLATE.copy_into(tmp_path)
     return Settings(data_dir=tmp_path, mqtt_port=free_port(), http_port=free_port())
 
 
@@ -115,16 +137,22 @@ def production_settings(
     bus_prefix: str,
     redis_cleanup: None,
     servers: Servers,
-) -> Settings:
-    """Production mode: the session's PostgreSQL database, Redis and Mosquitto."""
-    return Settings(
+) -> Iterator[Settings]:
+    """Production mode: the session's PostgreSQL database, Redis and Mosquitto; ingest's MQTT
+    client id and topics are the test's own (one ingest never takes over another's session)."""
+    unique = uuid.uuid4().hex[:10]
+    settings = Settings(
         data_dir=tmp_path,
         database_url=clean_pg,
         redis_url=redis_url,
         mqtt_url=f"mqtt://{servers.mqtt_host}:{servers.mqtt_port}",
+        mqtt_topic_root=f"test/{unique}",
+        mqtt_client_id=f"test-ingest-{unique}",
         bus_prefix=bus_prefix,
         jwt_secret=SecretStr("test-secret-" + uuid.uuid4().hex),
     )
+    yield settings
+    clear_session(servers.mqtt_host, servers.mqtt_port, settings.mqtt_client_id)
 
 
 @pytest.fixture

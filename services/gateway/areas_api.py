@@ -22,6 +22,7 @@ from services.gateway.outlines import (
 )
 from shared.areas import Area, Hierarchy, Level
 from shared.auth import Scope
+from shared.compression import accepts_gzip
 from shared.errors import HubError, NotFoundError
 from shared.params import Code
 from shared.web import PrincipalDep, RuntimeDep
@@ -181,24 +182,6 @@ OUTLINE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _accepts_gzip(accept_encoding: str) -> bool:
-    """True when an Accept-Encoding header admits gzip: named with a q above 0, or not named and
-    `*` admitted."""
-    weights: dict[str, float] = {}
-    for item in accept_encoding.lower().split(","):
-        coding, *params = (part.strip() for part in item.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights[coding] = weight
-    return weights.get("gzip", weights.get("*", 0.0)) > 0
-
-
 def _etag_matches(if_none_match: str, rendered: Rendered) -> bool:
     """True when If-None-Match names either encoding's ETag (weak comparison, as RFC 9110 asks
     for this header) or is `*`."""
@@ -266,7 +249,7 @@ async def area_outlines(
     rendered = OUTLINES.cached(hierarchy, query)
     if rendered is None:  # simplifying is CPU work: off the event loop
         rendered = await asyncio.to_thread(OUTLINES.render, hierarchy, query)
-    gzipped = _accepts_gzip(request.headers.get("accept-encoding", ""))
+    gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
     headers = {
         "ETag": rendered.gzip_etag if gzipped else rendered.etag,
         "Cache-Control": OUTLINE_CACHE_CONTROL,

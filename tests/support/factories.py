@@ -18,8 +18,8 @@ from services.dispatch.deadlines import Deadlines, plan
 from shared.catalogue import Catalogue
 from shared.db.engine import create_engine, create_sessionmaker, is_postgres
 from shared.db.models import Base, Ticket, Timer
-from shared.migrations.runner import upgrade
 from shared.settings import Settings
+from tests.support.first_start import SQLITE_TEMPLATE
 
 CITY, DISTRICT, STREET = "500000", "500103", "500103001"  # 重庆市 / 渝中区 / 七星岗街道
 
@@ -38,10 +38,11 @@ class Db:
 
 
 async def open_db(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> Db:
-    """A fresh SQLite file, or the session's PostgreSQL database emptied (`clean_pg`)."""
+    """A migrated SQLite file, or the session's PostgreSQL database emptied (`clean_pg`); both
+    hold what a hub's first start stores (areas, catalogue)."""
     if backend == "sqlite":
+        SQLITE_TEMPLATE.copy_into(tmp_path)
         engine = create_engine(Settings(data_dir=tmp_path))
-        await upgrade(engine)
     else:
         url = request.getfixturevalue("clean_pg")
         engine = create_engine(Settings(data_dir=tmp_path, database_url=url))

@@ -18,6 +18,7 @@ from services.ingest.mqtt_intake import MqttIntake
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.settings import Settings
 from tests.support.apps import add_key, add_user, login, runtime_of, serving
+from tests.support.first_start import SQLITE_TEMPLATE
 from tests.support.mqtt import Publisher, clear_session, publisher
 from tests.support.servers import Servers, free_port
 from tests.support.waiting import wait_for
@@ -138,8 +139,10 @@ class SensorHub:
 async def sensor_hub(
     kind: BrokerKind, data_dir: Path, servers: Servers | None
 ) -> AsyncIterator[SensorHub]:
-    """Embedded mode (SQLite, in-process bus) with the embedded broker or a real Mosquitto."""
+    """Embedded mode (SQLite, in-process bus) with the embedded broker or a real Mosquitto; a new
+    data dir gets the database a first start leaves (`tests/support/first_start.py`)."""
     unique = uuid.uuid4().hex[:10]
+    SQLITE_TEMPLATE.copy_into(data_dir)
     if kind == "embedded":
         settings = Settings(data_dir=data_dir, mqtt_port=free_port(), http_port=free_port())
     else:

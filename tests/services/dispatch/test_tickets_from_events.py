@@ -99,6 +99,7 @@ async def test_alarms_of_one_sensor_join_its_open_ticket_wherever_and_whenever(h
     assert other_sensor not in (first, moved)
 
 
+@pytest.mark.first_start  # each backend stores the areas and catalogue itself first
 async def test_routing_on_creation(hub: Hub) -> None:
     desk = hub.users["city-desk"]
     street = hub.streets()[4]
