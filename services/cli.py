@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -19,6 +19,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from services.gateway.live_ws import MAX_CLIENT_FRAME
 from shared.areas import Hierarchy, HierarchyError, generate_demo, load_geojson_file
 from shared.auth import resolve_jwt_secret
 from shared.db.areas import replace_hierarchy
@@ -31,6 +32,9 @@ from shared.netutil import ensure_port_free
 from shared.runtime import ensure_hierarchy, ensure_schema
 from shared.service import tune_gc
 from shared.settings import SERVICE_NAMES, ServiceName, Settings
+
+if TYPE_CHECKING:
+    from simulators.demo import DemoAccess
 
 app = typer.Typer(help="cityhub: the city operations (一网统管) event hub.", no_args_is_help=True)
 areas_app = typer.Typer(help="The city / district / street hierarchy.", no_args_is_help=True)
@@ -49,9 +53,12 @@ bench_app = typer.Typer(help="Performance figures (see docs/benchmarks.md).", no
 app.add_typer(sensors_app, name="sensors")
 app.add_typer(mqtt_app, name="mqtt")
 app.add_typer(bench_app, name="bench")
+kpis_app = typer.Typer(help="KPIs and the facts they are counted from.", no_args_is_help=True)
+app.add_typer(kpis_app, name="kpis")
 
 T = TypeVar("T")
 SHUTDOWN_GRACE_S = 15  # seconds in-flight requests get after SIGTERM
+WS_PING_S = 20.0  # websocket protocol ping interval and the time a pong may take
 
 
 def _fail(message: str) -> typer.Exit:
@@ -90,7 +97,7 @@ def _serve(
     api: FastAPI,
     settings: Settings,
     banner: Callable[[str], None],
-    simulator_key: str | None = None,
+    simulators: DemoAccess | None = None,
 ) -> None:
     config = uvicorn.Config(
         api,
@@ -102,6 +109,9 @@ def _serve(
         ),
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws_per_message_deflate=False,  # compression costs ~40 % of websocket fan-out
+        ws_max_size=MAX_CLIENT_FRAME,  # /ws/live clients send only auth and ping frames
+        ws_ping_interval=WS_PING_S,  # protocol pings keep idle sockets open through proxies…
+        ws_ping_timeout=WS_PING_S,  # …and drop peers that stopped answering
     )
     server = uvicorn.Server(config)
 
@@ -115,11 +125,15 @@ def _serve(
             tune_gc()
             banner(url)
         demo = None
-        if server.started and simulator_key:
+        if server.started and simulators:
             from simulators.demo import run_demo
 
             mqtt = settings.mqtt_endpoint
-            demo = asyncio.create_task(run_demo(url, simulator_key, mqtt, settings.mqtt_topic_root))
+            demo = asyncio.create_task(
+                run_demo(
+                    url, simulators.key, mqtt, settings.mqtt_topic_root, staff=simulators.staff
+                )
+            )
         await task
         if demo is not None:
             demo.cancel()
@@ -201,7 +215,9 @@ def run(
     simulate: Annotated[
         bool,
         typer.Option(
-            "--simulate", help="feed the hub with simulated hotline, grid and sensor load"
+            "--simulate",
+            help="feed the hub with simulated hotline, grid and sensor load, and simulated "
+            "field staff and dispatchers working the tickets of a few streets",
         ),
     ] = False,
 ) -> None:
@@ -218,23 +234,32 @@ def run(
             typer.echo(
                 "  simulators: hotline (Open311), grid reports and MQTT sensors are feeding it"
             )
+            if access is not None and access.staff is not None:
+                streets = len(access.staff.team.streets)
+                typer.echo(
+                    f"  simulated crews and dispatchers work the tickets of {streets} streets"
+                )
 
     try:
         _preflight(settings, broker=settings.mqtt_url is None, migrate=True)
-        sim_key = (
-            _run(lambda: _with_session(settings, _simulator_key, existing=False))
+        access = (
+            _run(lambda: _with_session(settings, _simulator_access, existing=False))
             if simulate
             else None
         )
-        _serve(create_hub_app(settings), settings, banner, simulator_key=sim_key)
+        _serve(create_hub_app(settings), settings, banner, simulators=access)
     except HubError as exc:
         raise _fail(str(exc)) from None
 
 
-async def _simulator_key(session: AsyncSession, _h: Hierarchy) -> str:
+async def _simulator_access(session: AsyncSession, hierarchy: Hierarchy) -> DemoAccess:
+    """The demo simulators' integrator key and field staff, new for each run."""
     from services.gateway.identity import replace_api_key
+    from simulators.demo import DemoAccess
+    from simulators.field_staff import enlist_demo_staff
 
-    return await replace_api_key(session, "simulator")
+    key = await replace_api_key(session, "simulator")
+    return DemoAccess(key, await enlist_demo_staff(session, hierarchy))
 
 
 @app.command()
@@ -727,6 +752,75 @@ def bench_ingest(
     bench_ingest_mqtt.main(
         ["--sensors", str(sensors), "--messages", str(messages), "--repeat", str(repeat)]
     )
+
+
+@bench_app.command("live")
+def bench_live(
+    clients: Annotated[
+        int, typer.Option(help="websocket clients: 5 % city, 20 % district, 75 % street screens")
+    ] = 1_000,
+    rate: Annotated[float, typer.Option(help="ticket changes per second (steady phase)")] = 200.0,
+    seconds: Annotated[float, typer.Option(help="steady phase length, per server")] = 60.0,
+    real_rate: Annotated[
+        float, typer.Option(help="hotline events/s through ingest and dispatch (0: skip)")
+    ] = 20.0,
+    real_seconds: Annotated[float, typer.Option(help="length of that phase")] = 20.0,
+    quick: Annotated[bool, typer.Option(help="at most 10 s phases and 3 s steps (smoke)")] = False,
+    saturation: Annotated[
+        bool, typer.Option(help="also find the highest delivery rate each server sustains")
+    ] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="figures as JSON on stdout (the table on stderr)")
+    ] = False,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server (a throwaway database is made there)")
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    redis: Annotated[str, typer.Option(help="Redis (keys under a throwaway prefix)")] = (
+        "redis://127.0.0.1:6379/0"
+    ),
+) -> None:
+    """Live screens: `/ws/live` via metrics and the gateway next to a bare websockets server."""
+    from simulators import bench_live as live_bench
+
+    argv = ["--clients", str(clients), "--rate", str(rate), "--seconds", str(seconds)]
+    argv += ["--real-rate", str(real_rate), "--real-seconds", str(real_seconds)]
+    argv += ["--postgres", postgres, "--redis", redis]
+    argv += ["--quick"] * quick + ["--no-saturation"] * (not saturation) + ["--json"] * as_json
+    live_bench.main(argv)
+
+
+@kpis_app.command("recompute")
+def kpis_recompute(
+    window: Annotated[
+        str | None, typer.Option(help="today | 24h | 7d | 30d (default: all four)")
+    ] = None,
+) -> None:
+    """Rebuild every KPI fact from the stored events, tickets and ticket timelines (the figures
+    the incremental path keeps), then print the city's figures as JSON."""
+    from datetime import UTC, datetime
+
+    from services.metrics.figures import WINDOWS
+    from services.metrics.kpis import KpiContext
+    from services.metrics.recompute import recompute
+    from shared.catalogue.store import ensure_catalogue
+
+    windows = [w for w in WINDOWS if window in (None, w)]
+    if not windows:
+        raise _fail(f"unknown window {window!r}: choose one of {', '.join(WINDOWS)}")
+    settings = _settings()
+
+    async def main() -> dict[str, Any]:
+        engine = await _hub_engine(settings)
+        try:
+            sessions = create_sessionmaker(engine)
+            hierarchy = await ensure_hierarchy(sessions)
+            catalogue = await ensure_catalogue(sessions)
+            ctx = KpiContext.build(settings, hierarchy, lambda: catalogue)
+            return await recompute(sessions, ctx, windows, datetime.now(UTC))
+        finally:
+            await engine.dispose()
+
+    typer.echo(json.dumps(_run(main), ensure_ascii=False, indent=2))
 
 
 def main() -> None:

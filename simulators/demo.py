@@ -1,14 +1,18 @@
 """The demo load of `cityhub run --simulate`: hotline calls, grid reports and a sensor fleet
-publishing over MQTT, all on the hub itself. Quiet: one summary line a minute, no line per call."""
+publishing over MQTT, all on the hub itself, and simulated field staff working the tickets of a
+few streets. Quiet: one summary line a minute, no line per call."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from simulators import grid, hotline, sensor_fleet
+from simulators import field_staff, grid, hotline, sensor_fleet
 from simulators.city import fetch_streets
 from simulators.runner import Tally
 
@@ -24,11 +28,25 @@ DEMO_READINGS_PER_S = 2.0  # whole fleet: each sensor reports every 20 s
 SUMMARY_EVERY_S = 60.0  # how often the demo logs what it has sent
 
 
-def summary(hotline_tally: Tally, grid_tally: Tally, sensors: sensor_fleet.Stats) -> str:
+@dataclass(frozen=True)
+class DemoAccess:
+    """What the demo's simulators sign in with: the integrator key, and the field staff."""
+
+    key: str
+    staff: field_staff.Staff | None = None
+
+
+def summary(
+    hotline_tally: Tally,
+    grid_tally: Tally,
+    sensors: sensor_fleet.Stats,
+    staff_tally: Tally | None = None,
+) -> str:
     """One line: what each simulator sent so far, by outcome."""
-    return " · ".join(
-        (hotline_tally.line("hotline"), grid_tally.line("grid reports"), sensors.line())
-    )
+    parts = [hotline_tally.line("hotline"), grid_tally.line("grid reports"), sensors.line()]
+    if staff_tally is not None:
+        parts.append(staff_tally.line("field staff"))
+    return " · ".join(parts)
 
 
 async def run_demo(
@@ -37,18 +55,21 @@ async def run_demo(
     mqtt: tuple[str, int],
     topic_root: str,
     summary_every_s: float = SUMMARY_EVERY_S,
+    staff: field_staff.Staff | None = None,
 ) -> None:
-    """Feed the hub at `base_url` (and its broker at `mqtt`) until cancelled."""
+    """Feed the hub at `base_url` (and its broker at `mqtt`) until cancelled; `staff` work the
+    tickets of their streets meanwhile."""
     headers = {"X-API-Key": key}
     fleet = sensor_fleet.Fleet.generate(
         DEMO_SENSORS, prefix="demo-", rate_per_s=DEMO_READINGS_PER_S
     )
     calls, reports, readings = Tally(), Tally(), sensor_fleet.Stats()
+    work = Tally() if staff is not None else None
 
     async def summarise() -> None:
         while True:
             await asyncio.sleep(summary_every_s)
-            logger.info("simulators: %s", summary(calls, reports, readings))
+            logger.info("simulators: %s", summary(calls, reports, readings, work))
 
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         streets = await fetch_streets(client, headers)
@@ -56,7 +77,11 @@ async def run_demo(
         logger.info(
             "simulators started: %d sensors; a summary every %.0f s", DEMO_SENSORS, summary_every_s
         )
+        others: list[Coroutine[Any, Any, object]] = []
+        if staff is not None:
+            others.append(field_staff.run(client, staff.team, staff.password, streets, tally=work))
         await asyncio.gather(
+            *others,
             summarise(),
             hotline.run(
                 client,
