@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from services.metrics import formulas
 from services.metrics.facts import CHANNELS, Channel
-from services.metrics.schemas import Headline, Satisfaction, Window
+from services.metrics.schemas import Bucket, Headline, Satisfaction, Window
 from shared.settings import KpiWeights
 
 WINDOW_SPANS: dict[Window, timedelta] = {
@@ -29,6 +29,36 @@ def window_start(window: Window, now: datetime, zone: ZoneInfo) -> datetime:
         local = now.astimezone(zone)
         return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(now.tzinfo)
     return now - WINDOW_SPANS[window]
+
+
+def bucket_of(window: Window) -> Bucket:
+    """How `hourly` splits a window: by local hour for `today` and `24h`, by local day beyond
+    (168 or 720 bars would say less on a wall than 7 or 30)."""
+    return "hour" if window in ("today", "24h") else "day"
+
+
+def local_bucket(moment: datetime, zone: ZoneInfo, bucket: Bucket) -> datetime:
+    """The naive local wall-clock start of the hour or day `moment` falls in."""
+    local = moment.astimezone(zone).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    return local.replace(hour=0) if bucket == "day" else local
+
+
+def bucket_starts(start: datetime, end: datetime, zone: ZoneInfo, bucket: Bucket) -> list[datetime]:
+    """The naive local starts of every hour or day from the one `start` falls in to the one `end`
+    falls in, in order. Stepping by real hours keeps DST right: a local hour skipped in
+    spring is absent, one repeated in autumn appears once (it counts both)."""
+    found: dict[datetime, None] = {}
+    step = start
+    while step <= end:
+        found[local_bucket(step, zone, bucket)] = None
+        step += timedelta(hours=1)
+    found[local_bucket(end, zone, bucket)] = None
+    return list(found)
+
+
+def aware(local: datetime, zone: ZoneInfo) -> datetime:
+    """A naive local wall-clock time with its zone attached."""
+    return local.replace(tzinfo=zone)
 
 
 @dataclass

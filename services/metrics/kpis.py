@@ -13,10 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.dispatch.departments import Directory, load_kinds
 from services.metrics import formulas, store
-from services.metrics.figures import Counts, headline, window_start
+from services.metrics.figures import (
+    Counts,
+    aware,
+    bucket_of,
+    bucket_starts,
+    headline,
+    window_start,
+)
 from services.metrics.schemas import (
     CategoryCount,
     Hotspot,
+    HourCount,
     Intake,
     Kpis,
     Level,
@@ -85,6 +93,12 @@ async def kpis_of(
                 session, part, "street", start, now, TOP
             )
         ]
+    bucket = bucket_of(window)
+    intake, closed = await store.series(session, part, start, now, ctx.zone, bucket)
+    hourly = [
+        HourCount(hour=aware(local, ctx.zone), intake=intake[local], closed=closed[local])
+        for local in bucket_starts(start, now, ctx.zone, bucket)
+    ]
     return Kpis(
         scope=scope.label,
         name=scope.name,
@@ -106,6 +120,8 @@ async def kpis_of(
         ),
         top_categories=top,
         hotspots=hotspots,
+        bucket=bucket,
+        hourly=hourly,
         **headline(counts, ctx.weights),
     )
 

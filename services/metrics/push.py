@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from services.metrics import store
+from services.metrics import formulas, store
 from services.metrics.figures import Counts, headline, window_start
 from services.metrics.kpis import KpiContext, headlines
 from services.metrics.kpis_api import context_of
@@ -110,12 +110,13 @@ class KpiPusher:
                     if group is not None and code is None:
                         continue  # facts in no district or street count for the city only
                     area = self._area(group, code)
-                    found[area] = self._data(area, start, counts.events, figures)
-        zero = headline(Counts(), ctx.weights)
+                    found[area] = self._data(area, start, counts, figures)
+        empty = Counts()
+        zero = headline(empty, ctx.weights)
         areas = set(self.pushed if changed is None else changed)
         areas |= {(None, None)} | {(d, None) for d, _ in areas if d is not None}
         for area in areas:
-            found.setdefault(area, self._data(area, start, 0, zero))
+            found.setdefault(area, self._data(area, start, empty, zero))
         return found
 
     def _area(self, group: store.Group | None, code: str | None) -> Area:
@@ -127,9 +128,11 @@ class KpiPusher:
         return (street.parent if street is not None else None, code)
 
     def _data(
-        self, area: Area, start: datetime, intake: int, figures: dict[str, Any]
+        self, area: Area, start: datetime, counts: Counts, figures: dict[str, Any]
     ) -> dict[str, Any]:
-        """A `kpis` message's data (JSON-ready): the scope and its `today` headline figures."""
+        """A `kpis` message's data (JSON-ready): the scope and its `today` headline figures,
+        intake by channel and the time to close's count and mean (the grouped counts hold
+        them; its p90 would cost a query per area, so it stays with the REST answer)."""
         district, street = area
         if street is not None:
             scope, code = f"street:{street}", street
@@ -139,7 +142,13 @@ class KpiPusher:
             scope, code = "city", self.ctx.hierarchy.city.code
         return {
             "scope": scope, "name": self.ctx.area_name(code), "window": WINDOW,
-            "start": start.isoformat(), "intake": intake, **figures,
+            "start": start.isoformat(), "intake": counts.events,
+            "by_channel": dict(counts.by_channel),
+            "close_time_s": {
+                "count": counts.closed_timed,
+                "mean": formulas.mean_seconds(counts.close_ms, counts.closed_timed),
+            },
+            **figures,
         }  # fmt: skip
 
     def _item(self, area: Area, data: dict[str, Any], now: datetime) -> LiveItem:

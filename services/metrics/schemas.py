@@ -11,6 +11,7 @@ from services.metrics.formulas import Grade
 
 Window = Literal["today", "24h", "7d", "30d"]
 Level = Literal["district", "street", "department"]
+Bucket = Literal["hour", "day"]
 FINITE = ConfigDict(allow_inf_nan=False)
 RATE = "A share from 0 to 1 (4 decimals); null when its denominator is 0, never 0 or 1 then."
 
@@ -25,6 +26,22 @@ class Intake(BaseModel):
         description="Events by intake channel: `hotline` (12345 CRM and Open311), `sensor` "
         "(IoT alarms), `grid` (grid workers' reports), `api` (everything else); all four keys "
         "are always present."
+    )
+
+
+class HourCount(BaseModel):
+    """Intake and closures of one local hour (or day) of the window."""
+
+    model_config = FINITE
+
+    hour: datetime = Field(
+        description="Start of the hour (or day, see `bucket`) in CITYHUB_TIMEZONE, with its "
+        "offset; the first and last may be cut by the window's `start` and `end`."
+    )
+    intake: int = Field(description="Events received in it (they add up to `intake.total`).")
+    closed: int = Field(
+        description="Tickets closed in it, merged excluded (they add up to "
+        "`close_time_s.count`; not `closed`, which counts tickets due in the window)."
     )
 
 
@@ -156,6 +173,14 @@ class Kpis(Headline, KpiHead):
     hotspots: list[Hotspot] | None = Field(
         description="The 10 streets with the most events in the window, most first; for city "
         "and district scopes (null for a street or a department)."
+    )
+    bucket: Bucket = Field(
+        description="What an `hourly` entry spans: `hour` for `today` and `24h`, `day` (local "
+        "days) for `7d` and `30d`."
+    )
+    hourly: list[HourCount] = Field(
+        description="Every local hour (or day) of the window, oldest first, empty ones as 0: "
+        "`today` from midnight to the current hour, `24h` the 25 hours it touches."
     )
 
 

@@ -10,15 +10,18 @@ therefore changes nothing. Rows are written in key order, so concurrent consumer
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import (
     Column,
     ColumnElement,
+    DateTime,
     MetaData,
     Table,
     Text,
@@ -47,8 +50,9 @@ from services.metrics.facts import (
     TicketFact,
     TransitionFact,
 )
-from services.metrics.figures import Counts
+from services.metrics.figures import Counts, local_bucket
 from services.metrics.formulas import SATISFIED_SCORE
+from services.metrics.schemas import Bucket
 from shared.db.models import (
     Event,
     KpiEvent,
@@ -650,6 +654,48 @@ async def top_events(
         .limit(limit)
     )  # fmt: skip
     return [(str(code), district, int(count)) for code, district, count in rows.all()]
+
+
+async def series(
+    session: AsyncSession, s: Slice, start: datetime, end: datetime, zone: ZoneInfo, bucket: Bucket
+) -> tuple[Counter[datetime], Counter[datetime]]:
+    """Events received and tickets closed (the facts of `intake` and `close_time_s`) per naive
+    local hour or day (`figures.local_bucket`) of one unit's window [start, end]."""
+    e, t = KPI_EVENTS.c, KPI_TICKETS.c
+    intake = await _per_bucket(
+        session, e.received_at, _events_from(s),
+        [_within(e.received_at, start, end), *_where(KPI_EVENTS, s)], zone, bucket,
+    )  # fmt: skip
+    closed = await _per_bucket(
+        session, t.closed_at, KPI_TICKETS,
+        [_within(t.closed_at, start, end), t.close_ms.is_not(None), *_where(KPI_TICKETS, s)],
+        zone, bucket,
+    )  # fmt: skip
+    return intake, closed
+
+
+async def _per_bucket(
+    session: AsyncSession,
+    column: ColumnElement[Any],
+    source: FromClause,
+    where: list[ColumnElement[bool]],
+    zone: ZoneInfo,
+    bucket: Bucket,
+) -> Counter[datetime]:
+    # PostgreSQL truncates the local wall-clock time itself (one row per bucket); SQLite has no
+    # time zones, so its (embedded-sized) moments are bucketed here with zoneinfo.
+    found: Counter[datetime] = Counter()
+    if session.get_bind().dialect.name == "postgresql":
+        local = func.date_trunc(bucket, func.timezone(zone.key, column), type_=DateTime())
+        rows = await session.execute(
+            select(local, func.count()).select_from(source).where(*where).group_by(local)
+        )
+        for start, n in rows.all():
+            found[start] += int(n)
+        return found
+    moments = await session.scalars(select(column).select_from(source).where(*where))
+    found.update(local_bucket(m, zone, bucket) for m in moments)
+    return found
 
 
 async def touched_areas(

@@ -125,6 +125,12 @@ def test_wall_lists_districts_drills_down_and_shows_new_tickets(
     assert page.locator(".live-state").get_attribute("data-state") == "live"
     assert page.locator(".live-state").inner_text() == "实时"
     wait_text(page, ".tile-intake .tile-value", "3")  # the KPI facts may trail the REST load
+    # The trend's history is the REST answer's `hourly` (reread now that the facts count all 3),
+    # not only what the page saw live: the 3 events came before it opened.
+    page.evaluate("window.__wall.resync()")
+    page.wait_for_function(
+        "() => window.__wall.trend.intake.reduce((a, b) => a + b, 0) === 3", timeout=LOAD_MS
+    )
 
     ticket_id = post_and_see(page, screen_hub, QIXINGGANG)
 

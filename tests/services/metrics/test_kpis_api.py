@@ -159,6 +159,9 @@ async def test_kpis_live_messages_follow_changes_at_most_once_a_second(either_hu
     street_frames = by_scope[f"street:{street.code}"]
     assert street_frames[-1]["data"]["intake"] == 1 and street_frames[-1]["data"]["filed"] == 1
     assert street_frames[-1]["data"]["window"] == "today"
+    latest = street_frames[-1]["data"]
+    assert latest["by_channel"] == {"hotline": 0, "sensor": 0, "grid": 1, "api": 0}
+    assert latest["close_time_s"] == {"count": 0, "mean": None}
     for frames in by_scope.values():
         times = [datetime.fromisoformat(f["at"]) for f in frames]
         assert all(b - a >= timedelta(seconds=0.9) for a, b in itertools.pairwise(times))

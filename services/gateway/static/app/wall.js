@@ -209,7 +209,6 @@ class Wall {
     }
     this.retries = 0;
     if (seq !== this.loadSeq) return;
-    this.trend.reset();
     this.flush();
     if (this.resyncDue) this.resync();
     document.body.dataset.ready = "true";
@@ -255,6 +254,7 @@ class Wall {
     this.kpisAt = Date.parse(kpis.end);
     this.rankingAt = Date.parse(rows.end);
     this.tiles.load(kpis);
+    this.trend.load(kpis.hourly);
     const drillable = view.level !== "street";
     if (fresh) this.map.showAreas(outlines, { drillable });
     this.ranking.load(rows, { drillable });
@@ -367,16 +367,17 @@ class Wall {
     const change = message.type.replace("ticket.", "");
     const action = change === "created" ? "create" : step?.action ?? change;
     this.feed.add({ ticket, action, at, seq: step?.seq, live: true });
-    // Counted into the figures the live `kpis` messages do not carry, when the REST answer
-    // could not have counted them yet.
+    // Counted into the trend and the tiles when the REST answer could not have counted them
+    // yet (the next live `kpis` message for the scope brings the tiles' exact figures).
     const after = Date.parse(message.at) > this.kpisAt;
-    if (message.type === "ticket.created" || message.type === "ticket.report") {
+    if (after && (message.type === "ticket.created" || message.type === "ticket.report")) {
       this.trend.add("intake", message.at);
-      if (after) this.tiles.countIntake(data.source);
+      this.tiles.countIntake(data.source);
     }
-    if (step && step.to === "closed" && step.from !== "closed" && step.action !== "merge") {
+    const closes = step?.to === "closed" && step.from !== "closed" && step.action !== "merge";
+    if (after && closes) {
       this.trend.add("closed", step.at);
-      if (after) this.tiles.countClose((Date.parse(step.at) - Date.parse(data.created_at)) / 1000);
+      this.tiles.countClose((Date.parse(step.at) - Date.parse(data.created_at)) / 1000);
     }
     this.drawer.changed(ticket.id);
   }

@@ -56,11 +56,13 @@ export class KpiTiles {
   /** A live `kpis` message's headline figures for the scope in view. */
   update(headline) {
     if (!this.figures) return;
-    const { intake, ...rest } = headline;
+    const { intake, by_channel: channels, close_time_s: closing, ...rest } = headline;
     Object.assign(this.figures, rest);
-    // The message carries today's intake as one number; the channels are counted from ticket
-    // messages (countIntake) since the REST load, so the total wins where they differ.
+    // The message carries today's intake as one number, its channels and the time to close's
+    // count and mean (not its p90: that stays as the REST answer gave it).
     if (typeof intake === "number") this.figures.intake.total = intake;
+    if (channels) this.figures.intake.by_channel = { ...channels };
+    if (closing) this.figures.close_time_s = { ...this.figures.close_time_s, ...closing };
     this.render();
   }
 
@@ -157,47 +159,57 @@ function hourLabel(seconds) {
   return language() === "zh" ? `${hour}时` : `${String(hour).padStart(2, "0")}:00`;
 }
 
-/** Local midnight of today, as epoch seconds (uPlot's time axis). */
+/** Local midnight of today, as epoch seconds (uPlot's time axis), until a REST answer says. */
 function midnight() {
   const day = new Date();
   day.setHours(0, 0, 0, 0);
   return day.getTime() / 1000;
 }
 
-// Intake and closures per hour of today. The KPI API has no hourly series yet, so the wall counts
-// what it sees live (ticket created or reported again = one event in; a transition to closed =
-// one closure) from the moment it opened its view; the chart says since when.
+const DAY_S = 24 * 3600;
+
+// Intake and closures per hour of today: the REST answer's `hourly` (local hours of the hub's
+// zone since midnight), then what the wall sees live after it (a ticket created or reported
+// again = one event in; a transition to closed = one closure) on top.
 export class TrendChart {
   constructor(container) {
     this.container = container;
     this.title = el("div", "panel-title");
-    this.note = el("span", "panel-note");
     this.plotBox = el("div", "trend-plot");
     container.append(this.title, this.plotBox);
     this.plot = null;
-    this.reset();
+    this.day = midnight();
+    this.clear();
     this.render();
     new ResizeObserver(() => this.resize()).observe(this.plotBox);
   }
 
-  reset() {
-    this.day = midnight();
-    this.since = new Date();
+  clear() {
     this.intake = new Array(24).fill(0);
     this.closed = new Array(24).fill(0);
-    this.plot?.setData(this.data());
-    this.showSince();
   }
 
-  showSince() {
-    this.note.textContent = t("trend.since", {
-      time: this.since.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false }),
-    });
+  /** `hourly` of a `GET /api/v1/kpis?window=today` answer: the chart starts over from it. */
+  load(hourly) {
+    this.clear();
+    if (hourly?.length) this.day = Date.parse(hourly[0].hour) / 1000; // the hub's midnight
+    for (const entry of hourly ?? []) {
+      const hour = Math.round((Date.parse(entry.hour) / 1000 - this.day) / 3600);
+      if (hour < 0 || hour >= 24) continue;
+      this.intake[hour] = entry.intake;
+      this.closed[hour] = entry.closed;
+    }
+    this.plot?.setData(this.data());
   }
 
   hourOf(iso) {
     const at = iso ? Date.parse(iso) / 1000 : Date.now() / 1000;
-    if (midnight() !== this.day) this.reset(); // a new day starts an empty chart
+    if (at >= this.day + DAY_S) {
+      // A new day starts an empty chart (until the next REST answer brings its history).
+      this.day += Math.floor((at - this.day) / DAY_S) * DAY_S;
+      this.clear();
+      if (this.plot) this.render();
+    }
     const hour = Math.floor((at - this.day) / 3600);
     return hour >= 0 && hour < 24 ? hour : null;
   }
@@ -225,8 +237,7 @@ export class TrendChart {
     legend.append(
       el("span", "key key-intake", t("trend.intake")), el("span", "key key-closed", t("trend.closed")),
     );
-    this.title.replaceChildren(el("span", "", t("trend.title")), legend, this.note);
-    this.showSince();
+    this.title.replaceChildren(el("span", "", t("trend.title")), legend);
     this.plot?.destroy();
     const style = getComputedStyle(document.documentElement);
     const ink = style.getPropertyValue("--muted").trim() || "#a9b7c9";
