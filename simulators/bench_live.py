@@ -644,7 +644,7 @@ async def measure(args: argparse.Namespace, stack: Stack, plan: Plan) -> dict[st
     _log(
         f"{len(plan.screens)} clients ({plan.city} city, {sum(plan.districts.values())} district,"
         f" {sum(plan.streets.values())} street) in {args.workers} worker processes; logs in "
-        f"{stack.logs}"
+        f"{stack.logs} (removed after a run that succeeded)"
     )
     try:
         for server in SERVERS:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -241,8 +242,9 @@ async def live_stack(
     gateway_module: str = "services",
 ) -> AsyncIterator[Stack]:
     """Start everything (`intake`: ingest and dispatch too), sign the users in; stop and remove
-    everything afterwards. With `profile` (an existing directory), the gateway and the bare
-    server run under cProfile and write their stats there."""
+    everything afterwards (the processes' logs are kept when something failed). With `profile`
+    (an existing directory), the gateway and the bare server run under cProfile and write their
+    stats there."""
     prefix = f"bench-live-{uuid.uuid4().hex[:8]}:"
     ports = {n: free_port() for n in ("metrics", "gateway", "bare", "ingest", "dispatch")}
     logs = Path(tempfile.mkdtemp(prefix="cityhub-bench-live-"))
@@ -288,5 +290,10 @@ async def live_stack(
                     db_url, redis_url, prefix, ports, procs, hierarchy, catalogue, tokens, key,
                     logs,
                 )  # fmt: skip
+    except BaseException:
+        print(f"the processes' logs are kept in {logs}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     finally:
         await clear_redis(redis_url, prefix)
