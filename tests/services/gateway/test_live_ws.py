@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -41,27 +41,12 @@ TICKET_FIELDS = {
 
 
 @dataclass
-class LiveHub:
-    """The hub served over HTTP, an integrator key, and a client to post with."""
+class Intake:
+    """Posts events as an integrator through a hub's HTTP API and waits for their tickets."""
 
-    server: ServedApp
     client: httpx.AsyncClient
     key: str
-    refs: int = 0
-
-    @property
-    def runtime(self) -> Runtime:
-        return runtime_of(self.server.app)
-
-    def street(self, index: int, district: str = "500103") -> Area:
-        return self.runtime.hierarchy.children(district)[index]
-
-    async def token(self, name: str, role: str = "dispatcher", scope: str = "city") -> str:
-        self.server.run(add_user(self.server.app, name, role, scope))
-        reply = await self.client.post("/auth/token", data={"username": name, "password": PASSWORD})
-        assert reply.status_code == 200, reply.text
-        token: str = reply.json()["access_token"]
-        return token
+    refs: int = field(default=0, kw_only=True)
 
     async def post(self, street: Area, category: str = "井盖缺失") -> dict[str, Any]:
         self.refs += 1
@@ -89,6 +74,27 @@ class LiveHub:
 
         return await wait_for(probe, within=60)
 
+
+@dataclass
+class LiveHub(Intake):
+    """The hub served over HTTP, an integrator key, and a client to post with."""
+
+    server: ServedApp
+
+    @property
+    def runtime(self) -> Runtime:
+        return runtime_of(self.server.app)
+
+    def street(self, index: int, district: str = "500103") -> Area:
+        return self.runtime.hierarchy.children(district)[index]
+
+    async def token(self, name: str, role: str = "dispatcher", scope: str = "city") -> str:
+        self.server.run(add_user(self.server.app, name, role, scope))
+        reply = await self.client.post("/auth/token", data={"username": name, "password": PASSWORD})
+        assert reply.status_code == 200, reply.text
+        token: str = reply.json()["access_token"]
+        return token
+
     async def append(self, *items: LiveItem) -> list[int]:
         """Append straight to the hub's live history (as the metrics service would)."""
         log = self.runtime.live
@@ -112,7 +118,7 @@ async def _hub(settings: Settings) -> AsyncIterator[LiveHub]:
     with served(app) as server:
         key = server.run(add_key(app, "crm"))
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            yield LiveHub(server, client, key)
+            yield LiveHub(client, key, server)
 
 
 @pytest.fixture
@@ -348,43 +354,14 @@ async def test_a_slow_client_is_dropped_and_the_others_keep_up(
 
 
 @dataclass
-class ProductionDriver:
+class ProductionDriver(Intake):
     """The production stack as separate processes, driven through gateway A."""
 
-    client: httpx.AsyncClient
-    key: str
     hierarchy: Hierarchy
     log: RedisLiveLog
-    refs: int = 0
 
     def street(self, index: int, district: str = "500103") -> Area:
         return self.hierarchy.children(district)[index]
-
-    async def post(self, street: Area, category: str = "井盖缺失") -> dict[str, Any]:
-        self.refs += 1
-        point = street.geometry.representative_point()
-        reply = await self.client.post(
-            "/api/v1/events",
-            json={
-                "source": "hotline",
-                "source_ref": f"live-{self.refs}",
-                "category": category,
-                "location": {"lon": point.x, "lat": point.y},
-            },
-            headers={"X-API-Key": self.key},
-        )
-        assert reply.status_code == 201, reply.text
-        event: dict[str, Any] = reply.json()
-        return event
-
-    async def ticket_of(self, event_id: str) -> str:
-        async def probe() -> str:
-            reply = await self.client.get(
-                f"/api/v1/events/{event_id}", headers={"X-API-Key": self.key}
-            )
-            return str(reply.json()["ticket_id"] or "")
-
-        return await wait_for(probe, within=60)
 
     async def history(self, since: int) -> list[LiveRecord]:
         records = await self.log.read_after(since, 10_000)
