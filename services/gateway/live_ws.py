@@ -19,13 +19,20 @@ from typing import cast
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from services.gateway.live_hub import CLOSE, HUB_KEY, RESYNC, LiveHub, Subscriber, control_frame
+from services.gateway.live_hub import (
+    HUB_KEY,
+    RESYNC,
+    STALLED,
+    LiveHub,
+    Subscriber,
+    control_frame,
+)
 from shared.areas import Hierarchy
 from shared.auth import Principal, Scope
 from shared.errors import HubError
 from shared.live.base import LIVE_STREAMS, LiveStream
 from shared.runtime import Runtime
-from shared.web import principal_for_token, still_signed_in
+from shared.web import principal_for_token
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -144,16 +151,18 @@ async def _replay(websocket: WebSocket, hub: LiveHub, sub: Subscriber, since: in
         cursor = page[-1].seq
 
 
-async def _pump(websocket: WebSocket, sub: Subscriber, sent: int, send_timeout_s: float) -> None:
-    """Send queued frames in order, each once; ends when the subscriber overflowed or closes."""
+async def _pump(websocket: WebSocket, sub: Subscriber, sent: int) -> None:
+    """Send queued frames in order, each once; ends when the subscriber overflowed. A send that
+    stalls is the hub's to notice (`sending_since`): a timer per frame cost a quarter of the
+    gateway's CPU per delivery (docs/benchmarks.md)."""
+    loop = asyncio.get_running_loop()
     while True:
         seq, frame = await sub.queue.get()
-        if seq == CLOSE:
-            raise Refusal(int(frame), "the gateway is shutting down: reconnect with since")
         if 0 <= seq <= sent:
             continue  # already sent by the replay
-        async with asyncio.timeout(send_timeout_s):
-            await websocket.send_text(frame)
+        sub.sending_since = loop.time()
+        await websocket.send_text(frame)
+        sub.sending_since = None
         if seq == RESYNC:
             if sub.overflowed:
                 raise Refusal(1013, "client too slow: reconnect and reload")
@@ -170,28 +179,17 @@ async def _listen(websocket: WebSocket, sub: Subscriber) -> None:
             sub.offer(-2, control_frame("pong"))
 
 
-async def _watch(runtime: Runtime, principal: Principal) -> None:
-    """End the connection when its user is disabled or signed out; and at its lifetime's end."""
-    live = runtime.settings.live
-    loop = asyncio.get_running_loop()
-    ends = loop.time() + live.max_lifetime_s
-    while True:
-        await asyncio.sleep(min(live.recheck_s, max(ends - loop.time(), 0)))
-        if loop.time() >= ends:
-            raise Refusal(4000, "maximum connection lifetime reached: reconnect with since")
-        if not await still_signed_in(runtime, principal):
-            raise Refusal(4401, "signed out or disabled")
-
-
 async def _serve(websocket: WebSocket, runtime: Runtime, hub: LiveHub) -> None:
     request = parse(dict(websocket.query_params))
     principal = await _authenticate(websocket, runtime, request)
     scope = request.scope or principal.scope
     check_scope(scope, principal.scope, runtime.hierarchy)
-    sub = Subscriber(scope, request.streams, runtime.settings.live.queue_max)
+    live = runtime.settings.live
+    expires = asyncio.get_running_loop().time() + live.max_lifetime_s
+    sub = Subscriber(scope, request.streams, live.queue_max, principal, expires)
     hub.subscribe(sub)
     try:
-        head = await hub.log.head()
+        head = await hub.head()
         hello = control_frame(
             "hello", seq=head.seq, epoch=head.epoch, scope=str(scope),
             streams=sorted(request.streams),
@@ -211,9 +209,9 @@ async def _serve(websocket: WebSocket, runtime: Runtime, hub: LiveHub) -> None:
             else:
                 sent = max(sent, reached)
         tasks = [
-            asyncio.create_task(_pump(websocket, sub, sent, runtime.settings.live.send_timeout_s)),
+            asyncio.create_task(_pump(websocket, sub, sent)),
             asyncio.create_task(_listen(websocket, sub)),
-            asyncio.create_task(_watch(runtime, principal)),
+            asyncio.create_task(sub.ended.wait()),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -221,6 +219,11 @@ async def _serve(websocket: WebSocket, runtime: Runtime, hub: LiveHub) -> None:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if sub.ending is not None:  # the hub ended it: signed out, lifetime, shutdown, stalled
+            code, reason = sub.ending
+            if code == STALLED:
+                raise TimeoutError(reason)
+            raise Refusal(code, reason)
         for task in done:
             task.result()  # re-raise what ended the connection
     finally:

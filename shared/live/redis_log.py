@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from shared.live.base import (
     RETAIN_COUNT,
@@ -25,6 +25,9 @@ from shared.live.base import (
     LiveRecord,
     render_body,
 )
+
+POOL_SIZE = 100  # connections per process (redis-py's default pool size)
+POOL_WAIT_S = 20.0  # longest a caller waits for a free connection before failing
 
 # KEYS: stream, counter, epoch, minutes. ARGV: epoch if none is stored, retain_s (0: count only),
 # retain_count, trim_every, then (stream name, district, street, body) per message. Returns the
@@ -114,8 +117,13 @@ class RedisLiveLog(LiveLog):
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cityhub:") -> RedisLiveLog:
-        """Connect lazily to the Redis at `url`."""
-        return cls(Redis.from_url(url, decode_responses=False), prefix)
+        """Connect lazily to the Redis at `url`. When every connection is busy (a thousand screens
+        reconnecting at once, each replaying what it missed) a caller waits its turn for one
+        rather than failing, as the default pool would."""
+        pool = BlockingConnectionPool.from_url(
+            url, decode_responses=False, max_connections=POOL_SIZE, timeout=POOL_WAIT_S
+        )
+        return cls(Redis.from_pool(pool), prefix)
 
     async def append(self, items: Sequence[LiveItem]) -> list[int]:
         if not items:

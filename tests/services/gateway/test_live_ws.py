@@ -448,9 +448,16 @@ async def test_every_role_receives_its_own_scope_only(hub: LiveHub, role: str) -
         )
         tokens[level] = reply.json()["access_token"]
     places = {"mine": mine, "sibling": sibling, "elsewhere": elsewhere, "nowhere": None}
+    districts = {"my district": mine.parent, "another district": elsewhere.parent}
     expected = {
-        "city": {"mine", "sibling", "elsewhere", "nowhere"},
-        "district": {"mine", "sibling"},
+        "city": {"mine", "sibling", "elsewhere", "nowhere", *districts},
+        "district": {"mine", "sibling", "my district"},
+        "street": {"mine"},
+    }
+    # KPIs: a scope's own area's and its children's only (the city's and the districts').
+    expected_kpis = {
+        "city": {"nowhere", *districts},
+        "district": {"my district", "mine", "sibling"},
         "street": {"mine"},
     }
     async with (
@@ -467,14 +474,19 @@ async def test_every_role_receives_its_own_scope_only(hub: LiveHub, role: str) -
                 *(
                     LiveItem(stream, "test", datetime.now(UTC), {"place": name}, *_area(area))
                     for name, area in places.items()
-                )
+                ),
+                *(
+                    LiveItem(stream, "test", datetime.now(UTC), {"place": name}, code)
+                    for name, code in districts.items()
+                ),
             )
         marker = (await hub.append(_item(0, mine)))[0]
         for level, client in clients.items():
             await client.until(lambda m: m.get("seq") == marker)
             for stream in ("tickets", "kpis", "alerts"):
                 got = {m["data"]["place"] for m in client.data(stream) if "place" in m["data"]}
-                assert got == expected[level], (role, level, stream, got)
+                wanted = expected_kpis if stream == "kpis" else expected
+                assert got == wanted[level], (role, level, stream, got)
 
 
 def _area(street: Area | None) -> tuple[str | None, str | None]:
