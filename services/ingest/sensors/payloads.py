@@ -129,7 +129,10 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         # The slow path, for refused messages only: the standard library also reads NaN and
         # Infinity, so those become "bad_value" below rather than "not_json".
         try:
-            data = json.loads(payload)
+            data = json.loads(payload.decode("utf-8"))  # strict: no surrogates in the bytes
+            # Nor escaped ("\\ud800"): the standard library reads lone surrogates, which are
+            # no text (orjson refused them; PostgreSQL cannot store them).
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
         except RecursionError:  # deep nesting orjson did not already refuse
             raise RejectedError("bad_shape", f"nested deeper than {MAX_DEPTH} levels") from None
         except (ValueError, UnicodeDecodeError) as exc:
