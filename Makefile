@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run lint format typecheck pytest test bench clean ui
+.PHONY: install run lint format typecheck pytest test bench clean ui servers deploy-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,13 +40,21 @@ $(CHROMIUM):
 		exit 1; \
 	fi
 
+# PostgreSQL, Redis and Mosquitto for the tests: apt-get installs what is missing when root,
+# otherwise the script names the one command to run (scripts/ensure-servers).
+servers:
+	@sh scripts/ensure-servers
+
 ui:  ## rebuild the vendored front-end libraries from ui/package-lock.json (needs Node.js)
 	cd ui && npm ci --no-audit --no-fund && node vendor.mjs
 
-pytest: install $(CHROMIUM)  ## tests only (real PostgreSQL, Redis, Mosquitto: found or started)
+pytest: install $(CHROMIUM) servers  ## tests only (real PostgreSQL, Redis, Mosquitto: found or started)
 	$(PY) -m pytest
 
 test: lint typecheck pytest  ## everything CI checks
+
+deploy-check: install servers  ## the deploy/ files: compose and Kubernetes schemas, settings, entry points
+	$(PY) -m pytest tests/deploy
 
 bench: install  ## performance figures (see docs/benchmarks.md)
 	$(PY) -m simulators.bench_geotag
