@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
+import os
 import re
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
@@ -19,9 +24,11 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from services.gateway.live_hub import HUB_KEY, LiveHub
 from services.gateway.live_ws import MAX_CLIENT_FRAME
 from shared.areas import Hierarchy, HierarchyError, generate_demo, load_geojson_file
 from shared.auth import resolve_jwt_secret
+from shared.bus.consumer import stop_consumers
 from shared.db.areas import replace_hierarchy
 from shared.db.engine import create_engine, create_sessionmaker
 from shared.errors import ConfigError, HubError
@@ -29,12 +36,15 @@ from shared.logs import configure_logging, is_debug
 from shared.migrations.runner import current_revision
 from shared.mqtt_broker import BROKER_HINT
 from shared.netutil import ensure_port_free
-from shared.runtime import ensure_hierarchy, ensure_schema
+from shared.runtime import Runtime, ensure_hierarchy, ensure_schema
 from shared.service import tune_gc
 from shared.settings import SERVICE_NAMES, ServiceName, Settings
 
 if TYPE_CHECKING:
+    from services.ingest.mqtt_intake import MqttIntake
     from simulators.demo import DemoAccess
+
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(help="cityhub: the city operations (一网统管) event hub.", no_args_is_help=True)
 areas_app = typer.Typer(help="The city / district / street hierarchy.", no_args_is_help=True)
@@ -57,7 +67,11 @@ kpis_app = typer.Typer(help="KPIs and the facts they are counted from.", no_args
 app.add_typer(kpis_app, name="kpis")
 
 T = TypeVar("T")
-SHUTDOWN_GRACE_S = 15  # seconds in-flight requests get after SIGTERM
+# After SIGTERM, shares of CITYHUB_SHUTDOWN_GRACE_S: bus consumers finishing their batch and
+# websockets closing (requests in flight go on meanwhile), then the HTTP requests still running
+# (cancelled after their share); the rest is for the lifespan to close clients and pools.
+DRAIN_SHARE = 0.5
+SHUTDOWN_HTTP_SHARE = 0.3
 WS_PING_S = 20.0  # websocket protocol ping interval and the time a pong may take
 
 
@@ -104,19 +118,21 @@ def _serve(
         host=settings.http_host,
         port=settings.http_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the hub's handler (JSON, request ids)
         access_log=(
             is_debug(settings.log_level) if settings.access_log is None else settings.access_log
         ),
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s * SHUTDOWN_HTTP_SHARE),
         ws_per_message_deflate=False,  # compression costs ~40 % of websocket fan-out
         ws_max_size=MAX_CLIENT_FRAME,  # /ws/live clients send only auth and ping frames
         ws_ping_interval=WS_PING_S,  # protocol pings keep idle sockets open through proxies…
         ws_ping_timeout=WS_PING_S,  # …and drop peers that stopped answering
     )
-    server = uvicorn.Server(config)
+    server = _GracefulServer(config, api, settings.shutdown_grace_s)
 
     async def main() -> None:
         task = asyncio.create_task(server.serve())
+        stopper = asyncio.create_task(server.stop_on_signal())
         # uvicorn offers no start-up event to wait on
         while not server.started and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -135,22 +151,102 @@ def _serve(
                 )
             )
         await task
-        if demo is not None:
-            demo.cancel()
-            await asyncio.gather(demo, return_exceptions=True)
+        for helper in (demo, stopper):
+            if helper is not None:
+                helper.cancel()
+                await asyncio.gather(helper, return_exceptions=True)
 
     # uvloop, as `uvicorn` itself would pick: about a third more requests per second than asyncio's
     # default loop for the same code (docs/benchmarks.md).
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main())
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    finally:
+        server.stopped()
     if not server.started:
         raise typer.Exit(2)
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server with the hub's SIGTERM (and SIGINT): stop taking work at once (no new
+    connections, no new MQTT or bus messages), let the bus consumers finish and acknowledge the
+    batch they hold, close live websockets with 1001, then let uvicorn finish the requests in
+    flight and the lifespan stop the rest (docs/decisions/0019-rate-limits-and-shutdown.md).
+    The process then exits 0; if it is still there `grace_s` after the signal, it exits anyway
+    with 1. A second signal skips the waiting."""
+
+    def __init__(self, config: uvicorn.Config, api: FastAPI, grace_s: float) -> None:
+        super().__init__(config)
+        self._api = api
+        self._grace_s = grace_s
+        self._signalled = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not uvicorn's: it re-raises the signal once stopped, so the process would end killed by
+        # SIGTERM instead of exiting 0 after a clean stop.
+        if self._watchdog is not None:
+            self.should_exit = self.force_exit = True
+            return
+        self._watchdog = threading.Timer(self._grace_s, self._exit_anyway)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        if self._loop is None or not self.started:
+            self.should_exit = True  # still starting: nothing taken on yet
+        else:
+            self._loop.call_soon_threadsafe(self._signalled.set)
+
+    def _exit_anyway(self) -> None:
+        logger.error("still stopping %.0f s after the signal: exiting anyway", self._grace_s)
+        logging.shutdown()
+        os._exit(1)
+
+    def stopped(self) -> None:
+        """The server has stopped: no forced exit any more."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    async def stop_on_signal(self) -> None:
+        """Wait for the signal, stop taking work and drain, then let uvicorn shut down."""
+        self._loop = asyncio.get_running_loop()
+        await self._signalled.wait()
+        logger.info("stopping within %.0f s (CITYHUB_SHUTDOWN_GRACE_S)", self._grace_s)
+        for listener in self.servers:
+            listener.close()  # no new connections (uvicorn closes them too, later)
+        drains: list[Awaitable[object]] = [stop_consumers()]
+        runtime: Runtime | None = getattr(self._api.state, "runtime", None)
+        if runtime is not None:
+            from services.ingest.mqtt_intake import MQTT_INTAKE_KEY
+
+            mqtt: MqttIntake | None = runtime.extras.get(MQTT_INTAKE_KEY)
+            if mqtt is not None:
+                mqtt.stop_reading()
+            hub: LiveHub | None = runtime.extras.get(HUB_KEY)
+            if hub is not None:
+                drains.append(_going_away(hub))
+        try:
+            async with asyncio.timeout(self._grace_s * DRAIN_SHARE):
+                await asyncio.gather(*drains)
+        except TimeoutError:
+            logger.warning(
+                "draining took over %.0f s; stopping anyway", self._grace_s * DRAIN_SHARE
+            )
+        self.should_exit = True
+
+
+async def _going_away(hub: LiveHub) -> None:
+    """Close every live websocket with 1001 and wait until they are closed: uvicorn's own
+    shutdown would close them with 1012 instead."""
+    hub.end_all(1001, "the gateway is shutting down: reconnect with since")
+    while hub.subscribers:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # each connection unsubscribes as it sends its close frame
 
 
 def _settings() -> Settings:
     """The settings of a command that uses the database; says on stderr which database that is."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     typer.echo(f"database: {database_label(settings)}", err=True)
     return settings
 
@@ -787,6 +883,78 @@ def bench_live(
     argv += ["--postgres", postgres, "--redis", redis]
     argv += ["--quick"] * quick + ["--no-saturation"] * (not saturation) + ["--json"] * as_json
     live_bench.main(argv)
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    profile: Annotated[
+        str, typer.Option(help="chongqing (a compressed day) | capacity (rising event rates)")
+    ] = "chongqing",
+    replicas: Annotated[int, typer.Option(help="replicas of ingest, dispatch and gateway")] = 1,
+    duration: Annotated[float, typer.Option(help="chongqing: seconds of load")] = 300.0,
+    speed: Annotated[float, typer.Option(help="chongqing: day compression (×)")] = 100.0,
+    steps: Annotated[str, typer.Option(help="capacity: events/s of each step")] = (
+        "100,200,400,700,1000,1400,2000,2800"
+    ),
+    step_seconds: Annotated[float, typer.Option(help="capacity: length of each step")] = 20.0,
+    p99_limit_ms: Annotated[
+        float, typer.Option(help="capacity: a step holds while event → screen p99 is within this")
+    ] = 1_000.0,
+    intake: Annotated[
+        str, typer.Option(help="capacity: batch (POST /api/v1/events/batch) | single")
+    ] = "batch",
+    tickets_per_day: Annotated[
+        float, typer.Option(help="chongqing: hotline and grid tickets a (real) day")
+    ] = 12_000.0,
+    sensors: Annotated[int, typer.Option(help="chongqing: sensors (0: none)")] = 10_000,
+    sensor_speed: Annotated[
+        float, typer.Option(help="chongqing: reading rate × (1: real rate; alarms follow --speed)")
+    ] = 1.0,
+    alarm_share: Annotated[
+        float, typer.Option(help="chongqing: share of readings over a threshold (a real day)")
+    ] = 0.005,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the figures as JSON to this file")
+    ] = None,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(help="drive a running stack: a gateway's URL (repeat per replica)"),
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="running stack: a city-scope user")] = None,
+    password: Annotated[str | None, typer.Option(help="running stack: its password")] = None,
+    api_key: Annotated[str | None, typer.Option(help="running stack: an integrator key")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="running stack: PostgreSQL (read: links and timers)")
+    ] = None,
+    topic_root: Annotated[str, typer.Option(help="running stack: its MQTT topic root")] = (
+        "cityhub/v1"
+    ),
+    mqtt: Annotated[str, typer.Option(help="Mosquitto")] = "mqtt://127.0.0.1:1883",
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server (a throwaway database is made there)")
+    ] = "postgresql://postgres@127.0.0.1:5432/postgres",
+    redis: Annotated[str, typer.Option(help="Redis (keys under a throwaway prefix)")] = (
+        "redis://127.0.0.1:6379/0"
+    ),
+) -> None:
+    """End to end: the production stack as processes, driven by the simulators (intake, event →
+    websocket latency, timer lag, CPU and memory per process)."""
+    from simulators import bench_e2e as e2e
+
+    argv = ["--profile", profile, "--replicas", str(replicas), "--duration", str(duration)]
+    argv += ["--speed", str(speed), "--steps", steps, "--step-seconds", str(step_seconds)]
+    argv += ["--intake", intake, "--sensors", str(sensors), "--mqtt", mqtt]
+    argv += ["--tickets-per-day", str(tickets_per_day), "--sensor-speed", str(sensor_speed)]
+    argv += ["--alarm-share", str(alarm_share), "--p99-limit-ms", str(p99_limit_ms)]
+    argv += ["--postgres", postgres, "--redis", redis, "--topic-root", topic_root]
+    argv += ["--json", str(json_path)] if json_path else []
+    for url in gateway or []:
+        argv += ["--gateway", url]
+    for flag, value in (("--username", username), ("--password", password),
+                        ("--api-key", api_key), ("--database-url", database_url)):  # fmt: skip
+        if value is not None:
+            argv += [flag, value]
+    e2e.main(argv)
 
 
 @kpis_app.command("recompute")

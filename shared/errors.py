@@ -4,19 +4,37 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 1  # what every 503 asks the caller to wait before trying again (seconds)
+# Raised while the database is down, restarting or dropping connections: the statement was fine,
+# the server was not there. asyncpg's connect raises plain OSErrors (refused, reset, timed out,
+# unknown host) that SQLAlchemy passes on unwrapped; its server errors of SQLSTATE class 08
+# (connection), 57 (shutting down, starting up, cancelled) and 53 (too many connections, disk
+# full) arrive as a bare `DBAPIError` (only a few classes are translated to `OperationalError`).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InterfaceError,
+)
 
 
 class HubError(Exception):
@@ -51,18 +69,34 @@ class ConfigError(HubError):
 
 async def _render(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    elif exc.status_code == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
     return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or dropped the connection (down,
+    restarting, busy), not that the statement itself was refused."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeoutError, *UNAVAILABLE)):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc.orig, UNAVAILABLE)
+    return False
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     # The database is down, restarting, or (SQLite) busy with another writer: nothing was
     # stored, so the caller may simply try again.
-    logger.warning("database unavailable: %s", exc)
+    if not database_unavailable(exc):
+        raise exc  # some other DBAPIError (a bug): the usual 500
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
     return JSONResponse(
         {"detail": "the database is busy or unavailable; nothing was stored, try again"},
         status_code=503,
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
     )
 
 
@@ -110,12 +144,16 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every `HubError` as `{"detail": message}` with its status, a database that cannot
-    be reached or locked as 503 instead of a 500, and a 405 with every allowed method."""
+    """Render every `HubError` as `{"detail": message}` with its status (a 503 with
+    `Retry-After`), a database that cannot be reached or locked as 503 with `Retry-After` instead
+    of a 500, and a 405 with every allowed method."""
     app.add_exception_handler(HubError, _render)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    # One handler for every DBAPIError: OperationalError and InterfaceError are always 503, a
+    # bare DBAPIError only when its driver error says "unreachable" (else re-raised: a 500).
+    app.add_exception_handler(DBAPIError, _database_unavailable)
     # Embedded mode: every pooled connection waiting for SQLite's write lock (a burst).
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)

@@ -20,10 +20,21 @@ KPIS_UPDATED = "kpis.updated"
 NOTIFICATIONS_REQUESTED = "notifications.requested"
 EMERGENCY_CHANGED = "emergency.changed"
 ALERTS_RAISED = "alerts.raised"
+STREAMS = (
+    EVENTS_INGESTED, TICKETS_CHANGED, KPIS_UPDATED, NOTIFICATIONS_REQUESTED, EMERGENCY_CHANGED,
+    ALERTS_RAISED,
+)  # fmt: skip
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _request_id() -> Any:
+    """The optional `request_id` of a message caused by an HTTP request (X-Request-ID): left out
+    of the encoded message when unset, so messages without one are exactly what they were and
+    stay readable by consumers that predate the field (docs/decisions/0018-observability.md)."""
+    return Field(default=None, max_length=128, exclude_if=lambda value: value is None)
 
 
 class Message(BaseModel):
@@ -65,6 +76,7 @@ class EventIngestedV1(Message):
     address: str | None = None
     geotag: GeotagInfo
     reported_at: datetime
+    request_id: str | None = _request_id()  # the X-Request-ID of the request that sent it
 
 
 class TicketChangedV1(Message):
@@ -145,6 +157,7 @@ class TicketChangedV2(Message):
     transition: TransitionInfo | None = None
     # The 5-level warning colour (red/orange/yellow/blue/green) when the sender computed it.
     colour: Literal["red", "orange", "yellow", "blue", "green"] | None = None
+    request_id: str | None = _request_id()  # of the request or ingested event that changed it
 
 
 class ReportersToNotifyV1(Message):

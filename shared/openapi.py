@@ -28,10 +28,12 @@ DESCRIPTIONS = {
     413: "The request body is too large",
     415: "The body's media type is not accepted",
     422: "The request is invalid: a message, or the list of validation issues",
+    429: "Too many requests from this user or API key: try again after `Retry-After` seconds",
     503: "The database is busy or unavailable: nothing was stored, try again",
 }
 HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
     503: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds"}},
 }
 # FastAPI's own validation error schemas, replaced by `Error`.
@@ -89,7 +91,7 @@ def expected_statuses(
     if "4XX" in operation.get("responses", {}):
         return statuses  # the route renders its own client errors (Open311)
     if operation.get("security"):
-        statuses |= {401, 403}
+        statuses |= {401, 403, 429}  # 429: the gateway's rate limits (per user, per API key)
         if method in WRITE_METHODS:
             statuses.add(409)
     if body:

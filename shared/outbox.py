@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import ReturningDelete
 
@@ -20,6 +20,8 @@ from shared.bus import Bus
 from shared.bus.base import stop_if_cancelled
 from shared.db.models import OutboxMessage
 from shared.messages import Message, encode
+from shared.telemetry.metrics import OUTBOX_PUBLISHED
+from shared.telemetry.request_id import with_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,16 @@ def _claim(*, row_locks: bool) -> ReturningDelete[int, str, bytes]:
 
 
 def add_to_outbox(session: AsyncSession, message: Message) -> None:
-    """Queue a message in the caller's transaction; it is published once that commits."""
+    """Queue a message in the caller's transaction; it is published once that commits. A
+    message made while a request is handled carries that request's id (when its model has one)."""
+    message = with_request_id(message)
     session.add(OutboxMessage(stream=message.stream, payload=encode(message)))
+
+
+async def outbox_depth(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many committed messages wait to be published (for /metrics)."""
+    async with sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(_OUTBOX)) or 0)
 
 
 class OutboxRelay:
@@ -74,6 +84,7 @@ class OutboxRelay:
             # idempotent consumers absorb; a failed publish rolls the delete back.
             await self._bus.publish_many([(r.stream, r.payload) for r in rows])
         self.published += len(rows)
+        OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def run(self) -> None:

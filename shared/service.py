@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp
 
@@ -23,6 +23,8 @@ from shared.limits import BodyLimitMiddleware
 from shared.openapi import document_errors
 from shared.runtime import Runtime, open_runtime, refresh_catalogue
 from shared.settings import Settings
+from shared.telemetry import scrape
+from shared.telemetry.http import TelemetryMiddleware
 from shared.web import SECURITY_SCHEMES
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,12 @@ class Component:
     body_limits: dict[str, int] = field(default_factory=dict)
     # Path prefix → an ASGI app of its own (static files), mounted before the routers.
     mounts: dict[str, Callable[[], ASGIApp]] = field(default_factory=dict)
+    # ASGI middleware classes (no arguments) wrapped around the whole app, inside the telemetry
+    # middleware so that what they answer (a 429) is timed and carries the request id.
+    middleware: Sequence[Callable[..., ASGIApp]] = ()
+    # Readings taken when /metrics is scraped (gauges that need a query), besides the bus's
+    # and the outbox's that every process reports.
+    probes: Sequence[scrape.Probe] = ()
 
 
 class Health(BaseModel):
@@ -89,6 +97,7 @@ def build_app(
     checks: dict[str, HealthCheck] = {"database": _database_ok, "bus": _bus_ok}
     for component in components:
         checks.update(component.checks)
+    probes = [*scrape.DEFAULT_PROBES, *(p for c in components for p in c.probes)]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,6 +134,11 @@ def build_app(
     # Lists and KPIs compress about 8:1 for screens on slow links; answers under the threshold
     # (an event's 201, most single reads) are sent as they are, so intake pays nothing.
     app.add_middleware(NegotiatedGZipMiddleware, minimum_size=GZIP_MIN_BYTES)
+    for component in components:
+        for middleware in component.middleware:
+            app.add_middleware(middleware)
+    # Outermost (added last): request id and timing cover the answers of the layers above too.
+    app.add_middleware(TelemetryMiddleware)
     names = [c.name for c in components]
 
     @app.get(
@@ -145,6 +159,11 @@ def build_app(
             "checks": results,
         }
         return JSONResponse(body, status_code=200 if healthy else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process (text exposition format)."""
+        return await scrape.render(app.state.runtime, probes)
 
     for component in components:
         for prefix, make in component.mounts.items():

@@ -74,6 +74,24 @@ class LiveSettings(BaseModel):
     send_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class RateLimitSettings(BaseModel):
+    """Requests a signed-in user or an API key may make through the gateway
+    (`CITYHUB_RATE_LIMITS__*`; docs/decisions/0019-rate-limits-and-shutdown.md).
+
+    A sustained rate per caller (requests a second) and a burst: a caller that was quiet may send
+    `burst_s` seconds' worth at once (at least one request). Over it, 429 with `Retry-After`.
+    Shared by gateway replicas through Redis in production, in-process when embedded. 0 = off.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    # Per user name (bearer tokens): people and their screens, far below this.
+    per_user: float = Field(default=100.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    # Per API key name: integrators' platforms (the intake benchmarks post 1,000s a second).
+    per_key: float = Field(default=10_000.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    burst_s: float = Field(default=5.0, gt=0, le=3_600, allow_inf_nan=False)
+
+
 class KpiWeights(BaseModel):
     """Weights of the 综合评价 score (`CITYHUB_KPI__WEIGHTS__*`; docs/kpis.md): each rate counts in
     proportion to its weight, and a rate without data drops out (the rest are re-weighted)."""
@@ -151,6 +169,8 @@ class Settings(BaseSettings):
     dispatch_url: str = "http://127.0.0.1:8002"
     metrics_url: str = "http://127.0.0.1:8003"
     log_level: LogLevel = "INFO"  # CITYHUB_LOG_LEVEL, any case; DEBUG adds library details
+    # CITYHUB_LOG_FORMAT: json (one object per line) or text; unset: text on a terminal, else json
+    log_format: Literal["json", "text"] | None = None
     access_log: bool | None = None  # a line per HTTP request; unset: only at DEBUG
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     # Local time of the city: KPI windows named `today` start at its midnight (CITYHUB_TIMEZONE).
@@ -158,6 +178,10 @@ class Settings(BaseSettings):
     kpi: KpiSettings = Field(default_factory=KpiSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    # After SIGTERM a `cityhub serve` or `cityhub run` process stops taking work, finishes what
+    # it holds and exits within this many seconds; past it, it exits anyway (code 1).
+    shutdown_grace_s: float = Field(default=15.0, gt=0, le=3_600, allow_inf_nan=False)
 
     @field_validator("timezone")
     @classmethod

@@ -52,8 +52,16 @@ SECURITY_SCHEMES = {
 }  # fmt: skip
 
 
+# Scope key under which the gateway's rate limits leave the caller they authenticated, so the
+# route does not authenticate the same request twice (services/gateway/rate_limits.py).
+ADMITTED_PRINCIPAL = "cityhub.principal"
+
+
 async def authenticate(request: Request) -> Principal:
     """The caller, from a bearer JWT or an `X-API-Key`; 401 when neither is valid."""
+    admitted: Principal | None = request.scope.get(ADMITTED_PRINCIPAL)
+    if admitted is not None:
+        return admitted
     runtime: Runtime = request.app.state.runtime
     authorization = request.headers.get("authorization")
     if authorization:

@@ -11,7 +11,7 @@ from services.dispatch.context import CONTEXT_KEY, open_context, refresh_rules
 from services.dispatch.emergency import EMERGENCY_KEY, open_cache
 from services.dispatch.emergency_api import router as emergency_router
 from services.dispatch.idempotency import action_request_upkeep
-from services.dispatch.scheduler import run_scheduler
+from services.dispatch.scheduler import run_scheduler, timers_due
 from shared.service import Component, build_app
 from shared.settings import Settings
 
@@ -36,6 +36,7 @@ def component() -> Component:
             action_request_upkeep,
         ],
         resources={CONTEXT_KEY: open_context, EMERGENCY_KEY: open_cache},
+        probes=[timers_due],
     )
 
 

@@ -61,7 +61,7 @@ async def ticket_one(
 ) -> Outcome:
     """Open or join the ticket of one event alone; set it aside when that fails."""
     try:
-        ticket_id = await open_ticket(runtime, msg)
+        ticket_id = await open_ticket(runtime, msg, announce=True)
     except Exception as exc:  # whatever it is, it must not stop the events after this one
         return await hold(runtime, msg.event_id, reason_of(exc), now)
     if was_held:
@@ -75,7 +75,9 @@ async def ticket_events(
     runtime: Runtime, events: Sequence[Event], now: datetime, *, held_ids: Collection[uuid.UUID]
 ) -> int:
     """Ticket stored events: the new ones in one transaction when that works, else each alone;
-    held ones (`held_ids`) always alone. Failures are set aside. Returns how many got a ticket."""
+    held ones (`held_ids`) always alone. Failures are set aside. Each is announced again on
+    `events.ingested` with its ticket (its message may never have been published). Returns how
+    many got a ticket."""
     fresh: list[EventIngestedV1] = []
     retried: list[EventIngestedV1] = []
     for event in events:
@@ -88,7 +90,7 @@ async def ticket_events(
     done = 0
     if len(fresh) > 1:
         try:
-            await open_tickets(runtime, fresh)
+            await open_tickets(runtime, fresh, announce=True)
         except Exception:
             logger.warning(
                 "batch of %d events failed; opening their tickets one by one",

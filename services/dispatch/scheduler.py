@@ -34,6 +34,7 @@ from shared.db.models import Ticket, Timer
 from shared.db.retention import delete_older
 from shared.messages import TicketChangedV2, TransitionInfo, encode
 from shared.runtime import Runtime
+from shared.telemetry.metrics import TIMER_LAG_SECONDS, TIMERS_DUE, TIMERS_FIRED
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ class Scheduler:
                 await self._apply(session, tick, timer, tickets[timer.ticket_id])
             await tick.write(session)
         self.fired += len(claimed)
+        for timer in claimed:
+            TIMERS_FIRED.labels(timer.kind).inc()
+            TIMER_LAG_SECONDS.observe(max(0.0, (now - timer.due_at).total_seconds()))
         if tick.outbox:
             self.on_commit()
         return len(claimed)
@@ -286,6 +290,12 @@ def for_runtime(runtime: Runtime) -> Scheduler:
         on_commit=runtime.outbox.wake,
         retention=timedelta(hours=runtime.settings.dispatch.fired_timer_retention_h),
     )
+
+
+async def timers_due(runtime: Runtime) -> None:
+    """/metrics probe: unfired timers already due (a backlog: schedulers not keeping up)."""
+    async with runtime.sessions() as session:
+        TIMERS_DUE.set(await store.count_due(session, utc_now()))
 
 
 async def run_scheduler(runtime: Runtime) -> None:

@@ -57,6 +57,14 @@ async def claim_due(
     return sorted(timers, key=lambda t: (t.due_at, t.id))
 
 
+async def count_due(session: AsyncSession, now: datetime) -> int:
+    """How many unfired timers are due (walks the partial index of unfired timers)."""
+    due = (
+        select(func.count()).select_from(Timer).where(Timer.fired_at.is_(None), Timer.due_at <= now)
+    )
+    return int(await session.scalar(due) or 0)
+
+
 async def any_due(session: AsyncSession, now: datetime) -> bool:
     """True when some unfired timer is due (a read: no write lock taken)."""
     due = select(Timer.id).where(Timer.fired_at.is_(None), Timer.due_at <= now).limit(1)

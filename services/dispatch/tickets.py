@@ -35,7 +35,9 @@ from services.dispatch.timeline import GENESIS, entry_row
 from shared.catalogue import Catalogue, Category
 from shared.db.models import Ticket
 from shared.messages import EventIngestedV1, Message, TransitionInfo, encode
+from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
+from shared.telemetry.request_id import tag_messages
 
 logger = logging.getLogger(__name__)
 
@@ -325,6 +327,7 @@ async def _open(
     modes = await cache_of(runtime).modes()
     catalogue, city_code = runtime.catalogue, runtime.hierarchy.city.code
     for msg in todo:
+        first = len(batch.messages)  # this event's messages carry its request id
         sensor_id = sensors[msg.event_id]
         target = pool.find(msg, sensor_id)
         opening = {"event_id": str(msg.event_id), "source": msg.source}
@@ -344,14 +347,19 @@ async def _open(
             pool.add(target)
         batch.links.append({"event_id": msg.event_id, "ticket_id": target.id, "linked_at": now})
         result[msg.event_id] = target.id
+        tag_messages(batch.messages, first, msg.request_id)
     await batch.write(session)
     return result
 
 
 async def open_tickets(
-    runtime: Runtime, msgs: Sequence[EventIngestedV1]
+    runtime: Runtime, msgs: Sequence[EventIngestedV1], *, announce: bool = False
 ) -> dict[uuid.UUID, uuid.UUID]:
     """Open or join tickets for a batch of events in one transaction; event id → ticket id.
+
+    With `announce` (events read from the database, whose `events.ingested` message may never
+    have been published: Redis was down when ingest committed them), the messages are queued in
+    the same transaction's outbox, so the stream's other consumers (KPIs) count them too.
 
     Raises IntegrityError when another replica linked one of the events meanwhile (the caller
     retries one at a time with `open_ticket`).
@@ -359,14 +367,19 @@ async def open_tickets(
     unique = list({m.event_id: m for m in msgs}.values())
     async with runtime.sessions() as session, session.begin():
         result = await _open(session, runtime, unique, datetime.now(UTC))
+        if announce:
+            for msg in unique:
+                add_to_outbox(session, msg)
     runtime.outbox.wake()
     return result
 
 
-async def open_ticket(runtime: Runtime, msg: EventIngestedV1) -> uuid.UUID:
+async def open_ticket(
+    runtime: Runtime, msg: EventIngestedV1, *, announce: bool = False
+) -> uuid.UUID:
     """Open or join the ticket of one event, or return the one it already belongs to."""
     try:
-        return (await open_tickets(runtime, [msg]))[msg.event_id]
+        return (await open_tickets(runtime, [msg], announce=announce))[msg.event_id]
     except IntegrityError:
         # Another replica linked this event in the meantime: its ticket stands.
         async with runtime.sessions() as session:

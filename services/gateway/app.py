@@ -16,6 +16,7 @@ from services.gateway import (
     users_api,
 )
 from services.gateway.live_hub import HUB_KEY, live_hub
+from services.gateway.rate_limits import LIMITER_KEY, RateLimitMiddleware, rate_limiter
 from services.gateway.sessions import sign_in_upkeep
 from services.ingest import grid_api, photos_api
 from shared.runtime import Runtime
@@ -33,8 +34,9 @@ def component(*, forward: bool) -> Component:
                 live_ws.router, users_api.router, keys_api.router,
             ],
             workers=[sign_in_upkeep],
-            resources={HUB_KEY: live_hub},
+            resources={HUB_KEY: live_hub, LIMITER_KEY: rate_limiter},
             mounts={"/static": pages.static_app},
+            middleware=[RateLimitMiddleware],
         )  # fmt: skip
 
     async def upstreams_ok(runtime: Runtime) -> bool:
@@ -62,8 +64,13 @@ def component(*, forward: bool) -> Component:
         ],
         workers=[sign_in_upkeep],
         checks={"upstreams": upstreams_ok},
-        resources={proxy.CLIENT_KEY: proxy.proxy_client, HUB_KEY: live_hub},
+        resources={
+            proxy.CLIENT_KEY: proxy.proxy_client,
+            HUB_KEY: live_hub,
+            LIMITER_KEY: rate_limiter,
+        },
         mounts={"/static": pages.static_app},
+        middleware=[RateLimitMiddleware],
         # What ingest accepts, the gateway forwards: grid reports and photos exceed 1 MiB.
         body_limits={
             "/api/v1/grid-reports": grid_api.GRID_BODY_LIMIT,

@@ -30,6 +30,7 @@ from shared.live import LiveHead, LiveLog, LiveRecord
 from shared.live.base import LIVE_STREAMS, LiveStream
 from shared.runtime import Runtime
 from shared.settings import LiveSettings
+from shared.telemetry.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_SLOW_CLIENTS_DROPPED
 from shared.web import still_signed_in
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class LiveHub:
         self.subscribers.add(subscriber)
         for stream in subscriber.streams:
             self._index[stream].bucket(subscriber.scope).add(subscriber)
+        WEBSOCKET_CONNECTIONS.inc()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Stop offering records to a subscriber."""
@@ -172,7 +174,9 @@ class LiveHub:
             self._index[stream].bucket(subscriber.scope).discard(subscriber)
         if subscriber.overflowed:
             self.dropped_slow += 1
+            WEBSOCKET_SLOW_CLIENTS_DROPPED.inc()
         self.closed += 1
+        WEBSOCKET_CONNECTIONS.dec()
 
     async def head(self) -> LiveHead:
         """Where the frames a subscriber added now will start: the hub's own position once it

@@ -14,6 +14,9 @@ from fastapi import APIRouter, Request, Response
 from shared.errors import HubError, NotFoundError
 from shared.runtime import Runtime
 from shared.settings import ServiceName
+from shared.telemetry.http import ROUTE_LABEL_KEY, UNMATCHED
+from shared.telemetry.request_id import HEADER as REQUEST_ID
+from shared.telemetry.request_id import current_request_id
 
 # Path prefix → the service that serves it; the longest matching prefix wins.
 ROUTES: tuple[tuple[str, ServiceName], ...] = (
@@ -48,20 +51,36 @@ async def proxy_client(_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+DEADLINES = "/api/v1/categories/{code}/deadlines"  # the gateway serves the catalogue, dispatch this
+
+
+def upstream_route(path: str) -> tuple[str, ServiceName] | None:
+    """The prefix (as a metrics label: `/api/v1/tickets/*`) and the service whose routes
+    include `path`."""
+    if path.startswith("/api/v1/categories/") and path.endswith("/deadlines"):
+        return DEADLINES, "dispatch"
+    matches = [(p, s) for p, s in ROUTES if path == p or path.startswith(p + "/")]
+    if not matches:
+        return None
+    prefix, service = max(matches, key=lambda m: len(m[0]))
+    return f"{prefix}/*", service
+
+
 def upstream_for(path: str) -> ServiceName | None:
     """The service whose routes include `path`."""
-    if path.startswith("/api/v1/categories/") and path.endswith("/deadlines"):
-        return "dispatch"  # the gateway serves the catalogue, dispatch its deadlines
-    matches = [(p, s) for p, s in ROUTES if path == p or path.startswith(p + "/")]
-    return max(matches, key=lambda m: len(m[0]))[1] if matches else None
+    found = upstream_route(path)
+    return found[1] if found else None
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def forward(path: str, request: Request) -> Response:
     """Forward a request to the service that owns its path."""
-    service = upstream_for(request.url.path)
-    if service is None:
+    found = upstream_route(request.url.path)
+    # Timed under the upstream's prefix, not the catch-all `/{path:path}` (bounded labels).
+    request.scope[ROUTE_LABEL_KEY] = UNMATCHED if found is None else found[0]
+    if found is None:
         raise NotFoundError(f"no route for {request.url.path}")
+    service = found[1]
     runtime: Runtime = request.app.state.runtime
     client: httpx.AsyncClient = runtime.extras[CLIENT_KEY]
     url = runtime.settings.service_url(service) + request.url.path
@@ -71,6 +90,11 @@ async def forward(path: str, request: Request) -> Response:
     headers.setdefault("x-forwarded-proto", request.url.scheme)
     # Plain bodies on the local hop: the gateway's own middleware compresses for the client.
     headers["accept-encoding"] = "identity"
+    # The id this gateway answers with (the client's when it was valid): the service logs it
+    # and puts it on the bus messages the request causes.
+    request_id = current_request_id()
+    if request_id is not None:
+        headers[REQUEST_ID] = request_id
     try:
         upstream = await client.request(
             request.method,
@@ -83,4 +107,5 @@ async def forward(path: str, request: Request) -> Response:
         raise HubError(f"{service} service unavailable: {exc.__class__.__name__}", 503) from exc
     out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
     out_headers.pop("content-encoding", None)  # httpx already decoded the body
+    out_headers.pop(REQUEST_ID, None)  # the gateway's middleware adds its own (the same id)
     return Response(upstream.content, upstream.status_code, out_headers)

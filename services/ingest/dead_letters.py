@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from shared.db.models import DeadLetter
+from shared.telemetry.metrics import DEAD_LETTERS
 
 Reason = Literal[
     "not_json",  # payload is not JSON (or not UTF-8)
@@ -62,9 +65,17 @@ def dead_letter_row(
 
 
 async def store_dead_letters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert dead letters (one executemany) in the caller's transaction."""
+    """Insert dead letters (one executemany) in the caller's transaction; counted on /metrics
+    once that commits (a batch retried after a failure is counted once)."""
     if rows:
         await session.execute(insert(DeadLetter), rows)
+        reasons = Counter(row["reason"] for row in rows)
+
+        def count(_session: Session) -> None:
+            for reason, n in reasons.items():
+                DEAD_LETTERS.labels(reason).inc(n)
+
+        event.listen(session.sync_session, "after_commit", count, once=True)
 
 
 async def list_dead_letters(

@@ -34,6 +34,7 @@ from services.ingest.sensors.payloads import topic_filter
 from services.ingest.sensors.processor import INTAKE_KEY, SensorIntake
 from shared.runtime import Runtime
 from shared.settings import Settings
+from shared.telemetry.metrics import MQTT_CONNECTED, MQTT_CONNECTS
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600  # MQTT 5: the broker keeps our session this lo
 RECEIVE_MAXIMUM = 1000  # MQTT 5: unacknowledged QoS 1 messages the broker may have in flight to us
 MAX_UNACKED = 2000  # stop reading beyond this many unacknowledged messages (brokers without limit)
 READ_BURST = 200  # packets read per socket wake-up before other tasks get the loop
+MQTT_INTAKE_KEY = "mqtt_intake"  # the running `MqttIntake` in `runtime.extras`
 
 
 class Acks:
@@ -115,6 +117,7 @@ class MqttIntake:
         self._settled = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._failure = ""
+        self._stopping = False
         self.messages = 0
         self.connections = 0
 
@@ -132,6 +135,13 @@ class MqttIntake:
     def is_subscribed(self) -> bool:
         """True once the broker confirmed the subscription on the current connection."""
         return self.is_connected and self._subscribed.is_set()
+
+    def stop_reading(self) -> None:
+        """Take no new messages (shutting down): the socket is no longer read, acknowledgements
+        still go out. What is unacknowledged when the connection closes the broker keeps in
+        the persistent session and delivers again."""
+        self._stopping = True
+        self._pause()
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(
@@ -177,6 +187,7 @@ class MqttIntake:
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, RECONNECT_MAX_S)
         finally:
+            self.stop_reading()
             misc.cancel()
             self._close()
 
@@ -204,6 +215,7 @@ class MqttIntake:
             raise ConnectionError(self._failure)
 
     def _gone(self) -> None:
+        MQTT_CONNECTED.set(0)
         self._connected.clear()
         self._subscribed.clear()
         self._acks.reset()
@@ -242,6 +254,8 @@ class MqttIntake:
         self._acks.reset()
         client.subscribe(self._topics, qos=1)
         self.connections += 1
+        MQTT_CONNECTS.inc()
+        MQTT_CONNECTED.set(1)
         self._intake.connected()
         self._connected.set()
         self._settled.set()
@@ -335,8 +349,9 @@ class MqttIntake:
     def _watch(self, fd: int) -> None:
         assert self._loop is not None
         self._fd = fd
-        self._loop.add_reader(fd, self._read)
-        self._reading = True
+        if not self._stopping:
+            self._loop.add_reader(fd, self._read)
+            self._reading = True
 
     def _unwatch(self, fd: int) -> None:
         assert self._loop is not None
@@ -362,7 +377,12 @@ class MqttIntake:
             self._reading = False
 
     def _resume(self) -> None:
-        if not self._reading and self._fd is not None and self._loop is not None:
+        if (
+            not self._reading
+            and not self._stopping
+            and self._fd is not None
+            and self._loop is not None
+        ):
             self._loop.add_reader(self._fd, self._read)
             self._reading = True
 
@@ -393,5 +413,5 @@ async def mqtt_worker(runtime: Runtime) -> None:
         password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else ""
         login = (settings.mqtt_username, password)
     consumer = MqttIntake(intake, settings, login)
-    runtime.extras["mqtt_intake"] = consumer
+    runtime.extras[MQTT_INTAKE_KEY] = consumer
     await consumer.run()

@@ -29,10 +29,13 @@ from shared.errors import HubError
 from shared.events import NewEvent
 from shared.messages import Message, encode
 from shared.runtime import Runtime
+from shared.telemetry.metrics import EVENTS_STORED
+from shared.telemetry.request_id import with_request_id
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # events per transaction
+CREATED, DUPLICATE = EVENTS_STORED.labels("created"), EVENTS_STORED.labels("duplicate")
 WRITER_KEY = "event_writer"
 _EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
@@ -56,8 +59,10 @@ class EventWriter:
         self.batches = 0
 
     async def store(self, event: NewEvent, message: Message) -> bool:
-        """Store an event and its message; False when this source_ref was stored before."""
+        """Store an event and its message; False when this source_ref was stored before. The
+        message carries the id of the request being handled (X-Request-ID), if any."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        message = with_request_id(message)
         self._queue.put_nowait(_Pending(event.row(), message.stream, encode(message), done))
         return await done
 
@@ -80,6 +85,8 @@ class EventWriter:
             for pending in batch:
                 if not pending.done.done():  # the request may have gone away meanwhile
                     pending.done.set_result(pending.row["id"] in created)
+            CREATED.inc(len(created))
+            DUPLICATE.inc(len(batch) - len(created))
             await self._announce([p for p in batch if p.row["id"] in created])
 
     async def _announce(self, stored: list[_Pending]) -> None:

@@ -25,9 +25,18 @@ from shared.messages import (
     decode,
 )
 from shared.runtime import Runtime
+from shared.telemetry.metrics import KPI_UPDATE_LAG_SECONDS
 
 GROUP = "kpis"
 READ_BATCH = 500  # messages read, and applied in one transaction, at a time
+
+
+def _lag_seen(stream: str, messages: Sequence[EventIngestedV1 | TicketChangedV2]) -> None:
+    """/metrics: seconds from each message's creation to the commit of its KPI facts."""
+    histogram = KPI_UPDATE_LAG_SECONDS.labels(stream)
+    now = datetime.now(UTC)
+    for message in messages:
+        histogram.observe(max(0.0, (now - message.created_at).total_seconds()))
 
 
 def _decode(delivery: Delivery) -> AnyMessageType:
@@ -72,6 +81,7 @@ async def apply_events(
     async with sessions() as session, session.begin():
         rows = await store.events_by_id(session, ids)
         await store.upsert_events(session, [event_fact(*r) for r in rows], datetime.now(UTC))
+    _lag_seen(EVENTS_INGESTED, messages)
 
 
 async def apply_changes(
@@ -96,6 +106,7 @@ async def apply_changes(
         await store.upsert_tickets(session, list(tickets.values()), now)
         await store.insert_transitions(session, transitions)
         await store.mark_joined(session, joined, now)
+    _lag_seen(TICKETS_CHANGED, messages)
 
 
 def event_consumer(runtime: Runtime, config: ConsumerConfig | None = None) -> Consumer:

@@ -77,6 +77,7 @@ def ticket_item(message: TicketChangedV2, catalogue: Catalogue) -> LiveItem:
         data=ticket_data(message, catalogue),
         district=message.ticket.district,
         street=message.ticket.street,
+        key=str(message.id),  # a redelivered change is not appended twice
     )
 
 

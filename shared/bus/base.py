@@ -36,6 +36,15 @@ class DeadLetter:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """How far a consumer group is behind on a stream (for /metrics)."""
+
+    group: str
+    pending: int  # delivered, not yet acknowledged
+    lag: int | None  # not yet delivered; None when the backend cannot tell (Redis after a trim)
+
+
 def stop_if_cancelled() -> None:
     """Raise CancelledError when this task was cancelled but a library swallowed it.
 
@@ -84,6 +93,10 @@ class Bus(Protocol):
 
     async def pending_count(self, stream: str, group: str) -> int:
         """How many messages of the group are delivered but not acknowledged."""
+        ...
+
+    async def group_stats(self, stream: str) -> list[GroupStats]:
+        """Pending and lag of every consumer group of a stream (none when it does not exist)."""
         ...
 
     async def dead_letter(self, delivery: Delivery, group: str, reason: str) -> None:

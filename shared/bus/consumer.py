@@ -16,10 +16,13 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from shared.bus.base import Bus, Delivery, PoisonMessageError
+from shared.errors import database_unavailable
+from shared.telemetry.metrics import BUS_MESSAGES
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,29 @@ BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 # the message stays pending and is given up on again when it comes back (so it is never lost).
 GiveUpHook = Callable[[Delivery, str], Awaitable[None]]
 REASON_MAX_CHARS = 1_000  # a give-up reason is cut to this length
+
+
+# Consumer loops running in this process, for `stop_consumers` (weak: a loop's owner keeps it).
+_RUNNING: weakref.WeakSet[Consumer] = weakref.WeakSet()
+
+
+async def stop_consumers() -> int:
+    """Stop every consumer loop of this process gracefully (the process got SIGTERM) and wait
+    until each has handled and acknowledged the batch it holds; how many there were."""
+    consumers = list(_RUNNING)
+    for consumer in consumers:
+        consumer.stop()
+    await asyncio.gather(*(consumer.stopped() for consumer in consumers))
+    if consumers:
+        logger.info(
+            "bus consumers stopped: %s",
+            "; ".join(
+                f"{c.group} on {c.stream}: {c.handled} handled, {c.failed} failed, "
+                f"{c.dead_lettered} dead-lettered"
+                for c in consumers
+            ),
+        )
+    return len(consumers)
 
 
 def consumer_name() -> str:
@@ -70,16 +96,38 @@ class Consumer:
         self.batch_handler = batch_handler
         self.on_give_up = on_give_up
         self.config = config or ConsumerConfig()
+        # This consumer's counters on /metrics (children bound once: the loop is hot).
+        self._counted = {
+            outcome: BUS_MESSAGES.labels(stream, group, outcome)
+            for outcome in ("handled", "failed", "dead_lettered")
+        }
         self._next_claim = 0.0
+        self._stopping = False
+        self._ended = asyncio.Event()
         self.handled = 0
         self.failed = 0
         self.dead_lettered = 0
 
     async def run(self) -> None:
-        """Consume until cancelled; backend failures are logged and retried (the group is created
-        again after one: a Redis that restarted empty, or was down at start, has none)."""
+        """Consume until cancelled or stopped; backend failures are logged and retried (the
+        group is created again after one: a Redis that restarted empty, or was down at start,
+        has none).
+
+        `stop()` (on SIGTERM: `stop_consumers`) is the graceful end: no new read starts, but
+        the read in progress is finished — its batch handled and acknowledged — and `run`
+        returns. A cancel is the hard end: the batch in hand is abandoned unacknowledged (its
+        transaction rolls back) and stays pending until another consumer claims it."""
+        _RUNNING.add(self)
+        try:
+            await self._loop()
+        finally:
+            _RUNNING.discard(self)
+            self._ended.set()
+            logger.debug("consumer %s/%s ended", self.group, self.name)
+
+    async def _loop(self) -> None:
         group_ready = False
-        while True:
+        while not self._stopping:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py 8 can swallow a cancellation that lands while it connects (it then
@@ -95,7 +143,16 @@ class Consumer:
             except Exception:
                 logger.exception("consumer %s/%s: bus failure, retrying", self.group, self.name)
                 group_ready = False
-                await asyncio.sleep(self.config.retry_backoff_s)
+                if not self._stopping:
+                    await asyncio.sleep(self.config.retry_backoff_s)
+
+    def stop(self) -> None:
+        """Read no more: `run` returns once the batch in hand is handled and acknowledged."""
+        self._stopping = True
+
+    async def stopped(self) -> None:
+        """Wait until `run` has returned (or ended otherwise)."""
+        await self._ended.wait()
 
     async def poll(self) -> int:
         """One pass: claim stale messages when due, read new ones, handle them; returns count."""
@@ -135,6 +192,7 @@ class Consumer:
             )
             return False
         self.handled += len(deliveries)
+        self._counted["handled"].inc(len(deliveries))
         return True
 
     async def _handle(self, delivery: Delivery) -> bool:
@@ -145,7 +203,9 @@ class Consumer:
             return await self._give_up(delivery, f"poison: {exc}")
         except Exception as exc:
             self.failed += 1
-            if delivery.attempts >= self.config.max_attempts:
+            self._counted["failed"].inc()
+            # A database outage is no fault of the message: it waits, however long that lasts.
+            if delivery.attempts >= self.config.max_attempts and not database_unavailable(exc):
                 return await self._give_up(delivery, f"failed {delivery.attempts} times: {exc!r}")
             logger.exception(
                 "consumer %s: message %s failed (attempt %d)",
@@ -155,6 +215,7 @@ class Consumer:
             )
             return False
         self.handled += 1
+        self._counted["handled"].inc()
         return True
 
     async def _give_up(self, delivery: Delivery, reason: str) -> bool:
@@ -171,4 +232,5 @@ class Consumer:
         logger.warning("consumer %s: dead-lettering %s: %s", self.group, delivery.id, reason)
         await self.bus.dead_letter(delivery, self.group, reason)
         self.dead_lettered += 1
+        self._counted["dead_lettered"].inc()
         return True

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.bus.base import DeadLetter, Delivery
+from shared.bus.base import DeadLetter, Delivery, GroupStats
 
 DEAD_LETTER_KEEP = 10_000  # dead letters kept per stream
 
@@ -134,6 +134,15 @@ class MemoryBus:
     async def pending_count(self, stream: str, group: str) -> int:
         return len(self._stream(stream).groups[group].pending)
 
+    async def group_stats(self, stream: str) -> list[GroupStats]:
+        s = self._streams.get(stream)
+        if s is None:
+            return []
+        return [
+            GroupStats(name, len(g.pending), _undelivered(s, g.last_delivered))
+            for name, g in s.groups.items()
+        ]
+
     async def dead_letter(self, delivery: Delivery, group: str, reason: str) -> None:
         dead = self._stream(delivery.stream).dead
         dead.append(
@@ -152,3 +161,13 @@ class MemoryBus:
     async def close(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+def _undelivered(s: _Stream, last_delivered: int) -> int:
+    """Entries after `last_delivered` (kept in id order, newest last: counts only the lag)."""
+    count = 0
+    for seq in reversed(s.entries):
+        if seq <= last_delivered:
+            break
+        count += 1
+    return count

@@ -9,7 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from shared.bus.base import DeadLetter, Delivery
+from shared.bus.base import DeadLetter, Delivery, GroupStats
 
 DEAD_LETTER_MAXLEN = 100_000  # dead letters kept per stream (approximate trim)
 DATA_FIELD = b"d"
@@ -102,6 +102,17 @@ class RedisBus:
         info: Any = await self._redis.xpending(self._key(stream), group)
         return int(info["pending"])
 
+    async def group_stats(self, stream: str) -> list[GroupStats]:
+        try:
+            groups: Any = await self._redis.xinfo_groups(self._key(stream))
+        except ResponseError as exc:
+            if "no such key" in str(exc):
+                return []
+            raise
+        return [
+            GroupStats(_text(g["name"]), int(g["pending"]), _count(g.get("lag"))) for g in groups
+        ]
+
     async def dead_letter(self, delivery: Delivery, group: str, reason: str) -> None:
         await self._redis.xadd(
             self._dead_key(delivery.stream),
@@ -142,3 +153,8 @@ class RedisBus:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _count(value: Any) -> int | None:
+    """XINFO's lag: None before Redis 7 or when a trim made it unknowable."""
+    return None if value is None else int(value)

@@ -28,6 +28,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000  # how long a writer waits for SQLite's single w
 # every background writer plus a burst of requests before the pool itself makes callers wait.
 SQLITE_POOL_SIZE = 10
 SQLITE_MAX_OVERFLOW = 30
+# PostgreSQL: how long opening a connection may take before the caller is answered 503 (asyncpg
+# waits 60 s by default, a request held that long by a database host that does not answer).
+PG_CONNECT_TIMEOUT_S = 5.0
 READ_ONLY = "cityhub_read_only"  # Session.info flag: this session's explicit transaction only reads
 _BEGIN = "cityhub_sqlite_begin"  # execution option read by the SQLite begin hook
 _WRITE_BIND = "cityhub_write_bind"  # Session.info: the engine variant that begins IMMEDIATE
@@ -47,7 +50,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # Pre-ping: a pooled connection the server dropped (a restart) is replaced before use, so
+    # the first requests after the database is back succeed instead of failing once each.
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        connect_args={"timeout": PG_CONNECT_TIMEOUT_S},
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -28,6 +28,10 @@ class LiveItem:
     # covers (district, street) — see `shared.auth.Scope.covers`.
     district: str | None = None
     street: str | None = None
+    # What it announces, once: the bus message's id. An item whose key the history still holds
+    # is not appended again (a message redelivered after its append, e.g. its ack was lost
+    # to a Redis restart), so each change reaches the screens once.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,8 @@ class LiveLog(Protocol):
     """An append-only, bounded, ordered history of live messages."""
 
     async def append(self, items: Sequence[LiveItem]) -> list[int]:
-        """Store messages in order; returns their seqs."""
+        """Store messages in order; returns the seqs of those stored (not of an item whose
+        `key` the history already holds: it is skipped)."""
         ...
 
     async def head(self) -> LiveHead:

@@ -27,6 +27,7 @@ class MemoryLiveLog(LiveLog):
     def __init__(self, *, retain_s: float = RETAIN_S, retain_count: int = RETAIN_COUNT) -> None:
         self.epoch = uuid.uuid4().hex[:12]
         self._records: collections.deque[tuple[float, LiveRecord]] = collections.deque()
+        self._keys: dict[str, int] = {}  # LiveItem.key -> seq, for the records kept
         self._seq = 0
         self._retain_s, self._retain_count = retain_s, retain_count
         self._appended = asyncio.Event()
@@ -35,6 +36,10 @@ class MemoryLiveLog(LiveLog):
         now = time.monotonic()
         seqs = []
         for item in items:
+            if item.key is not None:
+                if item.key in self._keys:
+                    continue
+                self._keys[item.key] = self._seq + 1
             self._seq += 1
             record = LiveRecord(
                 self._seq, item.stream, item.district, item.street,
@@ -54,6 +59,11 @@ class MemoryLiveLog(LiveLog):
             len(self._records) > self._retain_count and now - self._records[0][0] > self._retain_s
         ):
             self._records.popleft()
+        if self._keys and self._records:
+            first = self._records[0][1].seq
+            # Keys come in seq order (dicts keep insertion order): drop those trimmed away.
+            while self._keys and next(iter(self._keys.values())) < first:
+                del self._keys[next(iter(self._keys))]
 
     async def head(self) -> LiveHead:
         return LiveHead(self.epoch, self._seq)

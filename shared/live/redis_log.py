@@ -29,10 +29,11 @@ from shared.live.base import (
 POOL_SIZE = 100  # connections per process (redis-py's default pool size)
 POOL_WAIT_S = 20.0  # longest a caller waits for a free connection before failing
 
-# KEYS: stream, counter, epoch, minutes. ARGV: epoch if none is stored, retain_s (0: count only),
-# retain_count, trim_every, then (stream name, district, street, body) per message. Returns the
-# seqs. It trims at the first append of each minute and whenever a seq passes a multiple of
-# trim_every.
+# KEYS: stream, counter, epoch, minutes, keys. ARGV: epoch if none is stored, retain_s (0: count
+# only), retain_count, trim_every, then (stream name, district, street, key, body) per message.
+# A message whose key ('' for none) is in the keys sorted set (key -> seq) is skipped. Returns the
+# seqs of those appended. It trims at the first append of each minute and whenever a seq passes a
+# multiple of trim_every; the keys of trimmed entries go with them.
 _APPEND = """
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
@@ -40,12 +41,18 @@ if not epoch then
   redis.call('SET', KEYS[3], epoch)
 end
 local seqs = {}
-for i = 5, #ARGV, 4 do
-  local seq = redis.call('INCR', KEYS[2])
-  local frame = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. ARGV[i + 3]
-  redis.call('XADD', KEYS[1], seq .. '-0', 'k', ARGV[i], 'd', ARGV[i + 1], 's', ARGV[i + 2],
-             'f', frame)
-  seqs[#seqs + 1] = seq
+for i = 5, #ARGV, 5 do
+  local key = ARGV[i + 3]
+  if key == '' or not redis.call('ZSCORE', KEYS[5], key) then
+    local seq = redis.call('INCR', KEYS[2])
+    local frame = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. ARGV[i + 4]
+    redis.call('XADD', KEYS[1], seq .. '-0', 'k', ARGV[i], 'd', ARGV[i + 1], 's', ARGV[i + 2],
+               'f', frame)
+    if key ~= '' then
+      redis.call('ZADD', KEYS[5], seq, key)
+    end
+    seqs[#seqs + 1] = seq
+  end
 end
 if #seqs == 0 then
   return seqs
@@ -75,6 +82,7 @@ if new_minute or math.floor(seqs[#seqs] / every) > math.floor((seqs[1] - 1) / ev
   end
   if keep_from > 1 then
     redis.call('XTRIM', KEYS[1], 'MINID', keep_from .. '-0')
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. keep_from)
   end
 end
 return seqs
@@ -110,7 +118,9 @@ class RedisLiveLog(LiveLog):
     ) -> None:
         self._redis = redis
         base = prefix + "live:"
-        self._keys = [base + "stream", base + "seq", base + "epoch", base + "minutes"]
+        self._keys = [
+            base + "stream", base + "seq", base + "epoch", base + "minutes", base + "keys"
+        ]  # fmt: skip
         self._stream, self._counter, self._epoch = self._keys[:3]
         self._trim = (retain_s, retain_count, trim_every)
         self._append = redis.register_script(_APPEND)
@@ -130,7 +140,10 @@ class RedisLiveLog(LiveLog):
             return []
         args: list[str | float | int] = [uuid.uuid4().hex[:12], *self._trim]
         for item in items:
-            args += [item.stream, item.district or "", item.street or "", render_body(item)]
+            args += [
+                item.stream, item.district or "", item.street or "", item.key or "",
+                render_body(item),
+            ]  # fmt: skip
         seqs: list[int] = await self._append(keys=self._keys, args=args)
         return [int(s) for s in seqs]
 

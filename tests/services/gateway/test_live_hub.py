@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from prometheus_client import REGISTRY
+
 from services.gateway.live_hub import STALLED, LiveHub, Subscriber, reaches
 from shared.auth import Principal, Scope
 from shared.live import LiveItem
@@ -128,3 +130,22 @@ def _probe(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return probe
+
+
+def test_connections_and_dropped_slow_clients_are_counted_on_metrics() -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    open_before = sample("cityhub_websocket_connections")
+    dropped_before = sample("cityhub_websocket_slow_clients_dropped_total")
+    hub = LiveHub(MemoryLiveLog())
+    fast, slow = _sub(STREET), Subscriber(STREET, frozenset({"tickets"}), 1)
+    hub.subscribe(fast)
+    hub.subscribe(slow)
+    assert sample("cityhub_websocket_connections") == open_before + 2
+    slow.offer(1, "{}")
+    slow.offer(2, "{}")  # past its queue: marked too slow
+    hub.unsubscribe(slow)
+    hub.unsubscribe(fast)
+    assert sample("cityhub_websocket_connections") == open_before
+    assert sample("cityhub_websocket_slow_clients_dropped_total") == dropped_before + 1

@@ -14,12 +14,14 @@ from services.hub import create_hub_app
 from services.ingest.logic import normalise
 from services.ingest.schemas import EventCreate, Location
 from services.ingest.writer import EventWriter
+from services.metrics.store import KPI_EVENTS
 from shared.bus.redis_streams import RedisBus
 from shared.db.models import Event, TicketEvent
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.support.apps import runtime_of, serving
 from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(params=["embedded", "production"])
@@ -57,3 +59,12 @@ async def test_an_event_whose_publish_failed_is_stored_and_swept_into_a_ticket(
     async with runtime.sessions() as session:
         link = await session.scalar(select(TicketEvent).filter_by(event_id=event.id))
     assert link is not None
+
+    # ...and announced with its ticket: the KPI consumers, which never got the lost message,
+    # count the event too.
+    async def counted() -> bool:
+        async with runtime.sessions() as session:
+            found = select(KPI_EVENTS.c.event_id).where(KPI_EVENTS.c.event_id == event.id)
+            return await session.scalar(found) is not None
+
+    await wait_for(counted, within=30)

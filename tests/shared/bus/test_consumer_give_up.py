@@ -76,3 +76,26 @@ async def test_a_message_the_hook_cannot_set_aside_stays_pending_until_it_can(bu
     assert calls == [b"poison", b"poison"]
     assert [d.reason for d in await bus.dead_letters(STREAM)] == ["poison: never valid"]
     assert await bus.pending_count(STREAM, "g") == 0
+
+
+async def test_a_message_failing_while_the_database_is_down_is_never_given_up_on(bus: Bus) -> None:
+    down = True
+    handled: list[bytes] = []
+
+    async def handler(delivery: Delivery) -> None:
+        if down:
+            raise ConnectionRefusedError(111, "Connection refused")  # as asyncpg's connect
+        handled.append(delivery.data)
+
+    consumer = Consumer(bus, STREAM, "g", "c", handler, FAST)
+    await bus.create_group(STREAM, "g")
+    await bus.publish(STREAM, b"event")
+
+    # Well past max_attempts deliveries while the database is away: it stays pending.
+    await wait_for(lambda: _poll_until(consumer, lambda: consumer.failed >= 2 * FAST.max_attempts))
+    assert consumer.dead_lettered == 0 and await bus.dead_letters(STREAM) == []
+    assert await bus.pending_count(STREAM, "g") == 1
+
+    down = False
+    await wait_for(lambda: _poll_until(consumer, lambda: handled == [b"event"]))
+    assert await bus.pending_count(STREAM, "g") == 0 and consumer.dead_lettered == 0

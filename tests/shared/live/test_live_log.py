@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -96,6 +97,25 @@ async def test_history_young_enough_is_kept_beyond_the_count(make_log: MakeLog) 
     await log.append([item(n) for n in range(10)])
     records = await log.read_after(0, 100)
     assert records is not None and len(records) == 10  # all younger than an hour
+
+
+async def test_an_item_whose_key_is_held_is_not_appended_again(make_log: MakeLog) -> None:
+    """A bus message redelivered after its append (its ack lost) is not streamed twice."""
+    log = make_log()
+    first, second = replace(item(1), key="message-1"), replace(item(2), key="message-2")
+    assert await log.append([first, item(3)]) == [1, 2]
+    assert await log.append([first, second, item(4), second]) == [3, 4]
+    records = await log.read_after(0, 10)
+    assert records is not None
+    assert [json.loads(r.frame)["data"]["n"] for r in records] == [1, 3, 2, 4]
+
+
+async def test_a_key_is_forgotten_with_its_trimmed_message(make_log: MakeLog) -> None:
+    log = make_log(retain_s=0, retain_count=1, trim_every=1)
+    keyed = replace(item(1), key="message-1")
+    assert await log.append([keyed]) == [1]
+    await log.append([item(2), item(3)])  # message 1 is trimmed away, and its key with it
+    assert await log.append([keyed]) == [4]
 
 
 async def test_a_lost_redis_history_gets_a_new_epoch(
