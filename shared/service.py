@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp
@@ -161,8 +162,18 @@ def build_app(
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus metrics of this process (text exposition format)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process (text exposition format); with
+        `CITYHUB_METRICS_TOKEN` set, only for a bearer of that token."""
+        if settings.metrics_token is not None:
+            wanted = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, wanted):
+                return JSONResponse(
+                    {"detail": "metrics need the scraper's bearer token (CITYHUB_METRICS_TOKEN)"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return await scrape.render(app.state.runtime, probes)
 
     for component in components:

@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"  # CITYHUB_LOG_LEVEL, any case; DEBUG adds library details
     # CITYHUB_LOG_FORMAT: json (one object per line) or text; unset: text on a terminal, else json
     log_format: Literal["json", "text"] | None = None
+    # CITYHUB_METRICS_TOKEN: when set, /metrics asks for `Authorization: Bearer <it>` (a scraper's
+    # credential), so a gateway reachable from outside does not publish its figures to anyone.
+    metrics_token: SecretStr | None = None
     access_log: bool | None = None  # a line per HTTP request; unset: only at DEBUG
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     # Local time of the city: KPI windows named `today` start at its midnight (CITYHUB_TIMEZONE).

@@ -250,8 +250,8 @@ async def live_stack(
     logs = Path(tempfile.mkdtemp(prefix="cityhub-bench-live-"))
     python = [sys.executable]
     profiled = [sys.executable, "-m", "cProfile", "-o"]
-    # uvicorn re-raises the SIGTERM it handled, which ends a profiled process before its profile
-    # is written; after a SIGINT, the KeyboardInterrupt unwinds through cProfile, which writes it.
+    # A profiled process is stopped with SIGINT, as from a terminal: its profile is written as
+    # the process returns from cProfile (the bare server ends on a SIGTERM without unwinding).
     stop = signal.SIGINT if profile else signal.SIGTERM
     try:
         async with throwaway_database(postgres) as db_url:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.dispatch import scheduler_store
@@ -316,3 +317,17 @@ async def test_bus_groups_dead_letters_and_fired_timers_show_on_metrics(
         assert f"\n{gauge} " in page, gauge  # the probes answered
     for defined in ("cityhub_websocket_connections", "cityhub_websocket_slow_clients_dropped"):
         assert f"# TYPE {defined}" in page
+
+
+async def test_metrics_ask_for_the_scrapers_token_when_one_is_set(
+    embedded_settings: Settings,
+) -> None:
+    settings = embedded_settings.model_copy(update={"metrics_token": SecretStr("s3cret-scrape")})
+    async with serving(create_hub_app(settings)) as client:
+        refused = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer guess"})
+        right = await client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
+    assert refused.status_code == wrong.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert "cityhub_" not in refused.text + wrong.text
+    assert right.status_code == 200 and "cityhub_http_request_duration_seconds" in right.text
