@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install run lint format typecheck pytest test bench clean ui servers deploy-check
+.PHONY: install run lint format typecheck pytest test bench bench-e2e clean ui servers deploy-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -59,6 +59,13 @@ deploy-check: install servers  ## the deploy/ files: compose and Kubernetes sche
 bench: install  ## performance figures (see docs/benchmarks.md)
 	$(PY) -m simulators.bench_geotag
 	$(PY) -m simulators.bench_dispatch
+
+bench-e2e: install  ## end to end, both profiles, 1 and 2 replicas (docs/benchmarks.md, "End to end")
+	mkdir -p var
+	$(PY) -m services bench e2e --profile chongqing --replicas 1 --json var/bench-e2e-chongqing-1.json
+	$(PY) -m services bench e2e --profile chongqing --replicas 2 --json var/bench-e2e-chongqing-2.json
+	$(PY) -m services bench e2e --profile capacity --replicas 1 --json var/bench-e2e-capacity-1.json
+	$(PY) -m services bench e2e --profile capacity --replicas 2 --json var/bench-e2e-capacity-2.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.bus import Bus
 from shared.db.models import Event
 from shared.db.types import UTCDateTime
-from shared.errors import HubError
+from shared.errors import HubError, database_unavailable
 from shared.events import NewEvent
 from shared.messages import Message, encode
 from shared.runtime import Runtime
@@ -75,7 +75,10 @@ class EventWriter:
             try:
                 created = await self._write(batch)
             except Exception as exc:
-                logger.exception("storing a batch of %d events failed", len(batch))
+                if database_unavailable(exc):  # one line each, not a traceback 50 times a second
+                    logger.warning("storing %d events: database unavailable: %s", len(batch), exc)
+                else:
+                    logger.exception("storing a batch of %d events failed", len(batch))
                 reason = type(exc).__name__
                 error = HubError(f"could not store the event, try again ({reason})", 503)
                 for pending in batch:
