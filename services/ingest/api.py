@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import ValidationError
 
 from services.ingest import store
-from services.ingest.intake import accept, submit
+from services.ingest.intake import submit, submit_many
 from services.ingest.schemas import (
     BatchItemResult,
     BatchResult,
@@ -77,30 +77,33 @@ async def create_event(
 
 @router.post("/events/batch")
 async def create_events(
-    batch: EventBatch, principal: Submitter, session: SessionDep, runtime: RuntimeDep
+    batch: EventBatch, principal: Submitter, runtime: RuntimeDep
 ) -> BatchResult:
     """Accept up to 1,000 events at once; each is answered individually (201, 200 or 422)."""
-    results: list[BatchItemResult] = []
+    results: list[BatchItemResult | None] = [None] * len(batch.events)
+    valid: list[tuple[int, EventCreate]] = []
     for index, item in enumerate(batch.events):
         try:
-            payload = EventCreate.model_validate(item)
-            async with session.begin_nested():  # one bad item leaves the others intact
-                event, created = await accept(session, runtime, payload, principal.subject)
+            valid.append((index, EventCreate.model_validate(item)))
         except ValidationError as exc:
-            results.append(BatchItemResult(index=index, status=422, error=_first_error(exc)))
-            continue
-        except HubError as exc:
-            results.append(BatchItemResult(index=index, status=422, error=exc.message))
-            continue
-        results.append(
-            BatchItemResult(index=index, status=201 if created else 200, event=to_read(event))
-        )
-    statuses = [r.status for r in results]
+            results[index] = BatchItemResult(index=index, status=422, error=_first_error(exc))
+    # The valid ones go to the group-commit writer together: one transaction, one INSERT.
+    answers = await submit_many(runtime, [payload for _, payload in valid], principal.subject)
+    for (index, _), answer in zip(valid, answers, strict=True):
+        if isinstance(answer, HubError):
+            results[index] = BatchItemResult(index=index, status=422, error=answer.message)
+        else:
+            event, created = answer
+            results[index] = BatchItemResult(
+                index=index, status=201 if created else 200, event=to_read(event)
+            )
+    answered = [r for r in results if r is not None]
+    statuses = [r.status for r in answered]
     return BatchResult(
         created=statuses.count(201),
         duplicates=statuses.count(200),
         rejected=statuses.count(422),
-        results=results,
+        results=answered,
     )
 
 

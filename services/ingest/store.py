@@ -7,13 +7,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import CategoryRow, Event, Ticket, TicketEvent, TicketTransition
-from shared.events import NewEvent
-from shared.messages import Message
-from shared.outbox import add_to_outbox
 
 
 async def find_by_source_ref(
@@ -29,26 +25,28 @@ async def find_by_source_ref(
     )
 
 
-async def insert_event(
-    session: AsyncSession, event: NewEvent, message: Message
-) -> tuple[Event, bool]:
-    """Store a new event with its bus message: (stored, True), or (the original, False) when a
-    concurrent request stored the same source_ref first."""
-    stored = event.to_orm()
-    try:
-        async with session.begin_nested():  # a savepoint, so a duplicate leaves the request usable
-            session.add(stored)
-            add_to_outbox(session, message)
-    except IntegrityError:
-        if event.source_ref is None:
-            raise
-        original = await find_by_source_ref(
-            session, event.submitted_by, event.source, event.source_ref
+async def find_by_source_refs(
+    session: AsyncSession, submitted_by: str | None, keys: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], Event]:
+    """The events this sender already submitted under these (source, source_ref) keys, by key:
+    one query for a whole batch."""
+    if not keys:
+        return {}
+    wanted = set(keys)
+    rows = await session.scalars(
+        select(Event).where(
+            Event.submitted_by == submitted_by,
+            Event.source.in_({source for source, _ in wanted}),
+            Event.source_ref.in_({ref for _, ref in wanted}),
         )
-        if original is None:
-            raise
-        return original, False
-    return stored, True
+    )
+    found = {}
+    for event in rows:
+        assert event.source_ref is not None  # the query asked for one
+        key = (event.source, event.source_ref)
+        if key in wanted:  # IN × IN also matches a ref under another of the sources asked
+            found[key] = event
+    return found
 
 
 async def get_event(session: AsyncSession, event_id: uuid.UUID) -> Event | None:
