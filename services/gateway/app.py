@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 
 from services.gateway import (
@@ -40,13 +40,13 @@ def component(*, forward: bool) -> Component:
         )  # fmt: skip
 
     async def upstreams_ok(runtime: Runtime) -> bool:
-        client: httpx.AsyncClient = runtime.extras[proxy.CLIENT_KEY]
+        client: aiohttp.ClientSession = runtime.extras[proxy.CLIENT_KEY]
         for service in ("ingest", "dispatch", "metrics"):
             try:
-                reply = await client.get(runtime.settings.service_url(service) + "/healthz")
-            except httpx.HTTPError:
-                return False
-            if reply.status_code != 200:
+                async with client.get(runtime.settings.service_url(service) + "/healthz") as reply:
+                    if reply.status != 200:
+                        return False
+            except (aiohttp.ClientError, TimeoutError):
                 return False
         return True
 
