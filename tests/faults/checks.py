@@ -188,32 +188,40 @@ async def no_duplicate_tickets(stack: Stack) -> Check:
     return check
 
 
-async def alarms_raised(stack: Stack, sensors: SensorLoad) -> Check:
+async def alarms_raised(
+    stack: Stack, sensors: SensorLoad, within: float = DRAIN_TIMEOUT_S
+) -> Check:
     """Every acknowledged reading over the threshold that followed an acknowledged reading under
     it raised an alarm (its deterministic reference ends in the reading's time); an
-    unacknowledged one may be missing (its sender re-sends it or gives up)."""
+    unacknowledged one may be missing (its sender re-sends it or gives up). The acknowledgement
+    a sensor gets is the broker's: ingest may still be working through the last readings when
+    the load stops, so this waits for them like the other checks wait for the pipeline."""
     expected: set[tuple[str, int]] = set()
     previous: dict[str, bool] = {}  # sensor -> was its last reading acknowledged and low
     for reading in sensors.readings:
         if reading.high and reading.acked and previous.get(reading.sensor_id, True):
             expected.add((reading.sensor_id, reading.ts_ms))
         previous[reading.sensor_id] = reading.acked and not reading.high
-    rows = await _rows(stack.db_url, "SELECT sensor_id, ref, event_id FROM sensor_alarms")
-    raised = {(r["sensor_id"], int(r["ref"].rsplit(":", 1)[1])) for r in rows}
-    check = Check("acknowledged readings raised their alarms")
-    missing = expected - raised
-    check.counts = {
-        "readings": len(sensors.readings),
-        "acknowledged": sum(r.acked for r in sensors.readings),
-        "raises expected": len(expected),
-        "alarms": len(rows),
-        "without event": sum(r["event_id"] is None for r in rows),
-    }
-    if missing:
-        check.problems.append(f"{len(missing)} raises missing, e.g. {min(missing)}")
-    if check.counts["without event"]:
-        check.problems.append(f"{check.counts['without event']} alarms without their event")
-    return check
+
+    async def probe() -> Check:
+        rows = await _rows(stack.db_url, "SELECT sensor_id, ref, event_id FROM sensor_alarms")
+        raised = {(r["sensor_id"], int(r["ref"].rsplit(":", 1)[1])) for r in rows}
+        check = Check("acknowledged readings raised their alarms")
+        missing = expected - raised
+        check.counts = {
+            "readings": len(sensors.readings),
+            "acknowledged": sum(r.acked for r in sensors.readings),
+            "raises expected": len(expected),
+            "alarms": len(rows),
+            "without event": sum(r["event_id"] is None for r in rows),
+        }
+        if missing:
+            check.problems.append(f"{len(missing)} raises missing, e.g. {min(missing)}")
+        if check.counts["without event"]:
+            check.problems.append(f"{check.counts['without event']} alarms without their event")
+        return check
+
+    return await _settle(probe, within)
 
 
 async def timers_fired_once(
